@@ -1,0 +1,109 @@
+"""The exception hierarchy: every error secautod raises on purpose.
+
+Each class carries the process exit status that `secautod` uses when the
+error ends a command (sysexits.h numbering). `cli.main()` is the one place
+that turns these into a one-line message and that status.
+"""
+
+from __future__ import annotations
+
+EX_OK = 0
+EX_UNEXPECTED = 1
+EX_USAGE = 2  # argparse's own status for bad command lines
+EX_NEEDS_ATTENTION = 3  # `secautod status`: running, but something needs a look
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_IOERR = 74
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class SecautodError(Exception):
+    """secautod could not do what was asked."""
+
+    exit_status = EX_UNEXPECTED
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(SecautodError):
+    """The configuration is invalid."""
+
+    exit_status = EX_CONFIG
+
+
+class StoreError(SecautodError):
+    """The job store cannot be used."""
+
+    exit_status = EX_IOERR
+
+
+class StoreCorruptError(StoreError):
+    """The database file is damaged or is not a secautod job store."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer secautod."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the database's write lock for too long."""
+
+
+class StoreFullError(StoreError):
+    """The disk holding the database or backup is full."""
+
+
+class BackupError(StoreError):
+    """A backup could not be made or verified."""
+
+
+class OperationAborted(SecautodError):
+    """The operation was stopped before it finished, on request."""
+
+
+class BackupAborted(OperationAborted, BackupError):
+    """The backup was stopped before it finished; nothing was kept."""
+
+
+class CleanupAborted(OperationAborted):
+    """Cleanup was stopped between two batches; what it deleted stays deleted."""
+
+    def __init__(self, deleted: int) -> None:
+        super().__init__(f"cleanup stopped after deleting {deleted} job(s); the next run goes on")
+        self.deleted = deleted
+
+
+class InvalidJobError(SecautodError, ValueError):
+    """A job, status or filter value is invalid."""
+
+    exit_status = EX_DATAERR
+
+
+class JobNotFoundError(SecautodError, LookupError):
+    """No job has the given id."""
+
+    exit_status = EX_NOINPUT
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class ImportFormatError(SecautodError):
+    """A legacy JSON job file is malformed; nothing was imported."""
+
+    exit_status = EX_DATAERR
+
+
+class LockHeldError(SecautodError):
+    """Another secautod process holds the data directory's lock."""
+
+    exit_status = EX_TEMPFAIL
+
+
+class NotFoundError(SecautodError):
+    """A file that was named does not exist."""
+
+    exit_status = EX_NOINPUT

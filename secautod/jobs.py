@@ -1,0 +1,128 @@
+"""The job record and its status values, as the shared `jobs` table holds them."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from secautod.errors import InvalidJobError
+from secautod.timestamps import isoformat_utc, require_aware, utc_now
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life; the string values are stored in the table."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Tell whether a job in this status is finished for good."""
+        return self in TERMINAL_STATUSES
+
+    @classmethod
+    def parse(cls, value: str | JobStatus) -> JobStatus:
+        """Return the status named `value`, or raise `InvalidJobError`."""
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(status.value for status in cls)
+            raise InvalidJobError(
+                f"unknown job status {value!r} (expected one of: {known})"
+            ) from None
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(slots=True)
+class Job:
+    """One playbook run.
+
+    Timestamps are timezone-aware UTC datetimes; `playbook`, `context` and
+    `results` are decoded JSON values. `updated_at` is maintained by the store.
+    """
+
+    id: str
+    status: JobStatus
+    playbook: Any
+    context: Any
+    created_at: datetime
+    results: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise InvalidJobError(f"job id must be a non-empty string, got {self.id!r}")
+        self.status = JobStatus.parse(self.status)
+        self.created_at = require_aware(self.created_at, f"job {self.id}: created_at")
+        for name in ("started_at", "completed_at", "updated_at"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, require_aware(value, f"job {self.id}: {name}"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the job as JSON-ready values, timestamps in ISO 8601 UTC."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "playbook": self.playbook,
+            "context": self.context,
+            "results": self.results,
+            "error": self.error,
+            "created_at": isoformat_utc(self.created_at),
+            "started_at": _iso_or_none(self.started_at),
+            "completed_at": _iso_or_none(self.completed_at),
+            "updated_at": _iso_or_none(self.updated_at),
+        }
+
+    @classmethod
+    def create(
+        cls,
+        playbook: Any,
+        context: Any,
+        *,
+        job_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Make a new pending job with a random id (unless one is given)."""
+        return cls(
+            id=job_id or str(uuid.uuid4()),
+            status=JobStatus.PENDING,
+            playbook=playbook,
+            context=context,
+            created_at=now or utc_now(),
+        )
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else isoformat_utc(value)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    """Counts of jobs by status, computed in one query."""
+
+    total: int
+    by_status: dict[JobStatus, int]
+    other: int = 0  # rows whose status another writer set to a value not in JobStatus
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed jobs as a fraction of those that completed or failed.
+
+        Cancelled jobs are left out: an operator stopping a job is not a
+        failure of the playbook. None when no job has completed or failed.
+        """
+        completed = self.by_status.get(JobStatus.COMPLETED, 0)
+        finished = completed + self.by_status.get(JobStatus.FAILED, 0)
+        return None if finished == 0 else completed / finished

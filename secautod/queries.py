@@ -1,0 +1,156 @@
+"""Every SQL statement secautod runs, by name (DDL lives in `migrations/`).
+
+Values are always bound parameters. `list_jobs_query` assembles a listing
+from the fixed fragments below; no caller text ever becomes SQL.
+"""
+
+from __future__ import annotations
+
+JOB_COLUMNS = (
+    "id, status, playbook, context, results, error, "
+    "created_at, started_at, completed_at, updated_at"
+)
+_TERMINAL = "('completed', 'failed', 'cancelled')"
+
+# -- schema bookkeeping ------------------------------------------------------
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+MIGRATIONS_TABLE_EXISTS = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+)
+SELECT_SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+JOBS_TABLE_INFO = "PRAGMA table_info(jobs)"
+PING = "SELECT count(*) FROM schema_migrations"
+NORMALIZE_TIMESTAMP = "SELECT strftime('%Y-%m-%d %H:%M:%f', ?)"
+CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
+
+# -- jobs ---------------------------------------------------------------------
+UPSERT_JOB = f"""
+INSERT INTO jobs ({JOB_COLUMNS})
+VALUES (:id, :status, :playbook, :context, :results, :error,
+        :created_at, :started_at, :completed_at, :updated_at)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status,
+    playbook = excluded.playbook,
+    context = excluded.context,
+    results = excluded.results,
+    error = excluded.error,
+    created_at = excluded.created_at,
+    started_at = excluded.started_at,
+    completed_at = excluded.completed_at,
+    updated_at = excluded.updated_at"""
+INSERT_JOB_IF_ABSENT = f"""
+INSERT INTO jobs ({JOB_COLUMNS})
+VALUES (:id, :status, :playbook, :context, :results, :error,
+        :created_at, :started_at, :completed_at, :updated_at)
+ON CONFLICT (id) DO NOTHING"""
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+JOB_EXISTS = "SELECT 1 FROM jobs WHERE id = ?"
+# running: (re)started now; terminal: completed now; pending: back in the queue.
+UPDATE_JOB_STATUS = f"""
+UPDATE jobs SET
+    status = :status,
+    started_at = CASE :status WHEN 'running' THEN :now WHEN 'pending' THEN NULL
+                 ELSE started_at END,
+    completed_at = CASE WHEN :status IN {_TERMINAL} THEN :now ELSE NULL END,
+    updated_at = :now
+WHERE id = :id"""
+UPDATE_JOB_RESULTS = """
+UPDATE jobs SET results = :results, error = :error, updated_at = :now WHERE id = :id"""
+DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
+COUNT_ALL_JOBS = "SELECT count(*) FROM jobs"
+COUNT_JOBS_BY_STATUS = "SELECT status, count(*) FROM jobs GROUP BY status"
+
+_LIST_FILTERS = {
+    "status": "status = :status",
+    "since": "julianday(created_at) >= julianday(:since)",
+    "until": "julianday(created_at) < julianday(:until)",
+    # Keyset paging: rows that sort after the job named :after, newest first.
+    "after": "(julianday(created_at), rowid) < "
+    "(SELECT julianday(created_at), rowid FROM jobs WHERE id = :after)",
+}
+
+
+def list_jobs_query(filters: frozenset[str], limited: bool) -> str:
+    """Return the listing query using the named filters (keys of `_LIST_FILTERS`)."""
+    unknown = filters - _LIST_FILTERS.keys()
+    if unknown:
+        raise ValueError(f"unknown listing filters: {sorted(unknown)}")
+    where = " AND ".join(_LIST_FILTERS[name] for name in sorted(filters)) or "1"
+    limit = " LIMIT :limit" if limited else ""
+    return (
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} "
+        f"ORDER BY julianday(created_at) DESC, rowid DESC{limit}"
+    )
+
+
+# -- retention ----------------------------------------------------------------
+_EXPIRED = (
+    f"status IN {_TERMINAL} AND "
+    "coalesce(julianday(completed_at), julianday(created_at)) < julianday(:cutoff)"
+)
+MAX_JOB_ROWID = "SELECT coalesce(max(rowid), 0) FROM jobs"
+DELETE_EXPIRED_IN_ROWID_RANGE = (
+    f"DELETE FROM jobs WHERE rowid > :low AND rowid <= :high AND {_EXPIRED}"
+)
+COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} GROUP BY status"
+
+# -- recovery -----------------------------------------------------------------
+RECOVER_RUNNING_JOBS = f"""
+UPDATE jobs SET status = 'failed', completed_at = :now, error = :error, updated_at = :now
+WHERE status = 'running'
+RETURNING {JOB_COLUMNS}"""
+INSERT_BOOT = """
+INSERT INTO boots (boot_id, started_at, pid, version, recovered_jobs)
+VALUES (:boot_id, :started_at, :pid, :version, :recovered_jobs)
+ON CONFLICT (boot_id) DO UPDATE SET recovered_jobs = excluded.recovered_jobs"""
+SELECT_LATEST_BOOT = """
+SELECT boot_id, started_at, pid, version, recovered_jobs FROM boots
+ORDER BY started_at DESC LIMIT 1"""
+
+# -- webhook outbox -----------------------------------------------------------
+INSERT_NOTIFICATION = """
+INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
+VALUES (?, ?, ?, ?, ?, ?)"""
+SELECT_DUE_NOTIFICATIONS = """
+SELECT id, endpoint, event, job_id, payload, attempts FROM webhook_outbox
+WHERE endpoint = :endpoint AND next_attempt_at <= :now
+ORDER BY next_attempt_at, id LIMIT :limit"""
+SELECT_NEXT_NOTIFICATION_DUE = """
+SELECT min(next_attempt_at) FROM webhook_outbox WHERE endpoint = ?"""
+DELETE_NOTIFICATION = "DELETE FROM webhook_outbox WHERE id = ?"
+RESCHEDULE_NOTIFICATION = """
+UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
+WHERE id = ?"""
+SUMMARIZE_OUTBOX = """
+SELECT endpoint, count(*), min(created_at), max(attempts), min(next_attempt_at)
+FROM webhook_outbox GROUP BY endpoint ORDER BY endpoint"""
+
+# -- maintenance history --------------------------------------------------------
+SELECT_MAINTENANCE_RUNS = """
+SELECT task, last_success_at, last_attempt_at, last_error, last_result FROM maintenance_runs"""
+RECORD_TASK_SUCCESS = """
+INSERT INTO maintenance_runs (task, last_success_at, last_attempt_at, last_error, last_result)
+VALUES (:task, :at, :at, NULL, :result)
+ON CONFLICT (task) DO UPDATE SET
+    last_success_at = excluded.last_success_at,
+    last_attempt_at = excluded.last_attempt_at,
+    last_error = NULL,
+    last_result = excluded.last_result"""
+RECORD_TASK_FAILURE = """
+INSERT INTO maintenance_runs (task, last_attempt_at, last_error)
+VALUES (:task, :at, :error)
+ON CONFLICT (task) DO UPDATE SET
+    last_attempt_at = excluded.last_attempt_at,
+    last_error = excluded.last_error"""
+
+# -- backups --------------------------------------------------------------------
+RECORD_BACKUP = """
+INSERT OR REPLACE INTO backup_log (path, created_at, size_bytes, integrity) VALUES (?, ?, ?, ?)"""
+SELECT_BACKUP_RECORD = "SELECT created_at, size_bytes, integrity FROM backup_log WHERE path = ?"
+FORGET_BACKUP = "DELETE FROM backup_log WHERE path = ?"

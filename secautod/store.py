@@ -1,0 +1,509 @@
+"""The job store: secautod's Python API over the shared `jobs` table.
+
+```python
+from secautod import JobStore, Job, JobStatus
+with JobStore("data/jobs.db") as store:
+    store.save_job(Job.create({"name": "triage"}, {"alert": 42}))
+```
+
+A `JobStore` may be used from many threads at once; each thread gets its
+own SQLite connection. Every method runs one transaction and returns `Job`
+objects or plain values.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from secautod import queries
+from secautod.backup import (
+    fsync_file,
+    partial_path,
+    publish_backup,
+    remove_stale_partials,
+)
+from secautod.database import (
+    DEFAULT_BUSY_TIMEOUT_SECONDS,
+    ConnectionPool,
+    Synchronous,
+    check_jobs_table,
+    connect,
+    create_owner_only_file,
+    integrity_problems,
+    migrate,
+    prepare_directory,
+    schema_version,
+)
+from secautod.errors import (
+    BackupAborted,
+    BackupError,
+    CleanupAborted,
+    InvalidJobError,
+    JobNotFoundError,
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+)
+from secautod.jobs import TERMINAL_STATUSES, Job, JobStats, JobStatus
+from secautod.supervisor_state import SupervisorState
+from secautod.timestamps import (
+    format_optional,
+    format_timestamp,
+    is_go_zero_time,
+    parse_timestamp,
+    require_aware,
+    to_utc_or_none,
+    utc_now,
+)
+
+Clock = Callable[[], datetime]
+StopCheck = Callable[[], bool]
+
+# Cleanup deletes in short transactions so other writers never wait long:
+# each batch aims at this duration, then pauses so a waiting writer gets in
+# (SQLite's busy handler polls at growing intervals of up to 25 ms early on).
+CLEANUP_BATCH_SECONDS = 0.04
+CLEANUP_PAUSE_SECONDS = 0.015
+CLEANUP_WINDOW_ROWS = (256, 65_536)
+BACKUP_PAGES_PER_STEP = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """What `import_jobs` did."""
+
+    imported: int
+    skipped: int
+
+
+class JobStore:
+    """The persistent job store in one SQLite file (created and migrated on open).
+
+    `synchronous="FULL"` (the default) makes every committed change survive
+    a power loss; `"NORMAL"` is faster and still never corrupts the file,
+    but may lose the last transactions on power loss. `busy_timeout` is how
+    long a write waits for another process's write lock (seconds). With
+    `create=False` a missing file is an error instead of a new store.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+        create: bool = True,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.path = Path(path).absolute()
+        self._clock = clock
+        if create:
+            prepare_directory(self.path.parent)
+            create_owner_only_file(self.path)
+        elif not self.path.is_file():
+            raise StoreError(
+                f"no job store at {self.path}: start the daemon once to create it, "
+                f"or check data_directory in the config"
+            )
+        self._pool = ConnectionPool(self.path, synchronous=synchronous, busy_timeout=busy_timeout)
+        try:
+            conn = self._pool.connection()
+            with self._pool.translating("opening"):
+                self.schema_version = migrate(conn, self.path, clock())
+                check_jobs_table(conn, self.path)
+        except BaseException:
+            self._pool.close()
+            raise
+        self.state = SupervisorState(self._pool, clock)
+
+    # -- lifecycle -----------------------------------------------------------
+    def close(self) -> None:
+        """Checkpoint the WAL and close every connection; later calls fail."""
+        self._pool.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise `StoreError` unless the database answers a read."""
+        with self._pool.reading("checking the database") as conn:
+            conn.execute(queries.PING).fetchone()
+
+    # -- jobs ----------------------------------------------------------------
+    def save_job(self, job: Job) -> None:
+        """Insert `job`, or replace the stored job with the same id."""
+        params = self._job_params(job, self._clock())
+        with self._pool.writing(f"saving job {job.id}") as conn:
+            conn.execute(queries.UPSERT_JOB, params)
+
+    def load_job(self, job_id: str) -> Job | None:
+        """Return the job with `job_id`, or None if there is none."""
+        with self._pool.reading(f"loading job {job_id}") as conn:
+            row = conn.execute(queries.SELECT_JOB, (job_id,)).fetchone()
+            return None if row is None else self._decode(conn, row)
+
+    def get_job(self, job_id: str) -> Job:
+        """Return the job with `job_id`, raising `JobNotFoundError` if there is none."""
+        job = self.load_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[Job]:
+        """Return jobs newest first (by creation time).
+
+        `since` is inclusive and `until` exclusive; `after` is the id of the
+        last job of the previous page, so the next page starts behind it.
+        """
+        params: dict[str, object] = {}
+        if status is not None:
+            params["status"] = JobStatus.parse(status).value
+        if since is not None:
+            params["since"] = format_timestamp(require_aware(since, "since"))
+        if until is not None:
+            params["until"] = format_timestamp(require_aware(until, "until"))
+        if after is not None:
+            params["after"] = after
+        if limit is not None:
+            if limit < 0:
+                raise InvalidJobError(f"limit must not be negative, got {limit}")
+            params["limit"] = limit
+        query = queries.list_jobs_query(frozenset(params) - {"limit"}, limited=limit is not None)
+        with self._pool.reading("listing jobs") as conn:
+            if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
+                raise JobNotFoundError(after)
+            return [self._decode(conn, row) for row in conn.execute(query, params)]
+
+    def update_job_status(
+        self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
+    ) -> None:
+        """Set a job's status, stamping `started_at` or `completed_at` as it implies.
+
+        `running` sets `started_at` and clears `completed_at`; a terminal
+        status sets `completed_at`; `pending` clears both.
+        """
+        params = {
+            "id": job_id,
+            "status": JobStatus.parse(status).value,
+            "now": format_timestamp(to_utc_or_none(now, "now") or self._clock()),
+        }
+        with self._pool.writing(f"updating job {job_id}") as conn:
+            if conn.execute(queries.UPDATE_JOB_STATUS, params).rowcount == 0:
+                raise JobNotFoundError(job_id)
+
+    def update_job_results(self, job_id: str, results: Any, error: str | None = None) -> None:
+        """Store a job's results (any JSON value) and error text."""
+        params = {
+            "id": job_id,
+            "results": _encode_json(results, job_id, "results"),
+            "error": error,
+            "now": format_timestamp(self._clock()),
+        }
+        with self._pool.writing(f"updating job {job_id}") as conn:
+            if conn.execute(queries.UPDATE_JOB_RESULTS, params).rowcount == 0:
+                raise JobNotFoundError(job_id)
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete a job; return True if it existed."""
+        with self._pool.writing(f"deleting job {job_id}") as conn:
+            return bool(conn.execute(queries.DELETE_JOB, (job_id,)).rowcount)
+
+    def get_stats(self) -> JobStats:
+        """Count jobs per status in one query."""
+        with self._pool.reading("counting jobs") as conn:
+            rows = conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall()
+        by_status = dict.fromkeys(JobStatus, 0)
+        other = 0
+        for status, count in rows:
+            if status in by_status:
+                by_status[JobStatus(status)] = count
+            else:
+                other += count
+        return JobStats(total=sum(count for _, count in rows), by_status=by_status, other=other)
+
+    def import_jobs(
+        self, jobs: Iterable[Job], on_progress: Callable[[int], None] | None = None
+    ) -> ImportCounts:
+        """Insert jobs that are not stored yet, all in one transaction.
+
+        Jobs whose id exists are skipped (the store is newer than any import),
+        so importing twice changes nothing. If `jobs` raises, nothing is kept.
+        """
+        imported = skipped = 0
+        now = self._clock()
+        with self._pool.writing("importing jobs") as conn:
+            for job in jobs:
+                params = self._job_params(job, job.updated_at or now)
+                if conn.execute(queries.INSERT_JOB_IF_ABSENT, params).rowcount:
+                    imported += 1
+                else:
+                    skipped += 1
+                if on_progress is not None:
+                    on_progress(imported + skipped)
+        return ImportCounts(imported, skipped)
+
+    # -- maintenance ---------------------------------------------------------
+    def cleanup_old_jobs(
+        self,
+        max_age: timedelta,
+        *,
+        now: datetime | None = None,
+        should_stop: StopCheck | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished jobs older than `max_age`; return how many went.
+
+        Only `completed`, `failed` and `cancelled` jobs go, aged by completion
+        time (creation time if none). Work is split into short transactions;
+        if `should_stop` returns True between two of them, `CleanupAborted`
+        is raised and what was deleted so far stays deleted.
+        """
+        if max_age <= timedelta(0):
+            raise InvalidJobError(f"max_age must be positive, got {max_age}")
+        cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
+        conn = self._pool.connection()
+        with self._pool.translating("cleaning up old jobs"):
+            (last_rowid,) = conn.execute(queries.MAX_JOB_ROWID).fetchone()
+        deleted = low = 0
+        window = CLEANUP_WINDOW_ROWS[0] * 8
+        while low < last_rowid:
+            if should_stop is not None and should_stop():
+                raise CleanupAborted(deleted)
+            high = min(low + window, last_rowid)
+            started = time.monotonic()
+            with self._pool.writing("cleaning up old jobs"):
+                params = {"low": low, "high": high, "cutoff": cutoff}
+                deleted += conn.execute(queries.DELETE_EXPIRED_IN_ROWID_RANGE, params).rowcount
+            window = _next_window(window, time.monotonic() - started)
+            low = high
+            if on_progress is not None:
+                on_progress(deleted)
+            if low < last_rowid:
+                time.sleep(CLEANUP_PAUSE_SECONDS)
+        return deleted
+
+    def count_expired_jobs(
+        self, max_age: timedelta, *, now: datetime | None = None
+    ) -> dict[JobStatus, int]:
+        """Count, per status, the jobs `cleanup_old_jobs` would delete now."""
+        cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
+        with self._pool.reading("counting old jobs") as conn:
+            rows = conn.execute(queries.COUNT_EXPIRED_BY_STATUS, {"cutoff": cutoff}).fetchall()
+        counts = dict.fromkeys(sorted(TERMINAL_STATUSES), 0)
+        counts.update({JobStatus(status): count for status, count in rows})
+        return counts
+
+    def backup_jobs(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        now: datetime | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> Path:
+        """Write a verified online backup and return its path.
+
+        The copy is taken from one consistent snapshot while other writers go
+        on, written under a temporary name, checked with `PRAGMA
+        integrity_check`, synced, and only then given its final name
+        `jobs.db.backup.YYYYMMDD-HHMMSS` (UTC) in `directory` (default: the
+        database's). On any failure no file is left under a final name.
+        """
+        taken_at = to_utc_or_none(now, "now") or self._clock()
+        target_dir = Path(directory).absolute() if directory is not None else self.path.parent
+        prepare_directory(target_dir)
+        remove_stale_partials(target_dir, self.path.name)
+        partial = partial_path(target_dir, self.path.name, taken_at)
+        try:
+            self._copy_verified(partial, should_stop)
+            fsync_file(partial)
+            final = publish_backup(partial, target_dir, self.path.name, taken_at)
+        except OSError as exc:
+            _remove_database_files(partial)
+            if exc.errno == errno.ENOSPC:
+                raise StoreFullError(f"backup to {target_dir} failed: the disk is full") from exc
+            raise BackupError(f"backup to {target_dir} failed: {exc.strerror or exc}") from exc
+        except BaseException:
+            _remove_database_files(partial)
+            raise
+        self.state.record_backup(final, taken_at, final.stat().st_size)
+        return final
+
+    def integrity_check(self) -> list[str]:
+        """Run `PRAGMA integrity_check` on the live database; return its complaints."""
+        with self._pool.reading("checking integrity") as conn:
+            return integrity_problems(conn)
+
+    def recover_interrupted_jobs(
+        self, boot_id: str, *, now: datetime | None = None, notify: Iterable[str] = ()
+    ) -> list[Job]:
+        """Mark every `running` job `failed` as interrupted by a restart.
+
+        For each recovered job a `job_recovered` notification is queued for
+        every endpoint in `notify`, in the same transaction. Running it again
+        finds nothing to do. Returns the recovered jobs.
+        """
+        at = to_utc_or_none(now, "now") or self._clock()
+        stamp = format_timestamp(at)
+        error = (
+            f"interrupted: the job was running when secautod restarted "
+            f"(recovered by boot {boot_id} at {stamp} UTC)"
+        )
+        endpoints = tuple(notify)
+        with self._pool.writing("recovering interrupted jobs") as conn:
+            rows = conn.execute(queries.RECOVER_RUNNING_JOBS, {"now": stamp, "error": error})
+            recovered = [self._decode(conn, row) for row in rows.fetchall()]
+            self.state.queue_notifications(conn, endpoints, recovered, boot_id, at)
+        return recovered
+
+    # -- internals -------------------------------------------------------------
+    def _copy_verified(self, partial: Path, should_stop: StopCheck | None) -> None:
+        """Copy one snapshot of the database into `partial` and verify it."""
+        create_owner_only_file(partial)
+
+        def check_stop(_status: int, _remaining: int, _total: int) -> None:
+            if should_stop is not None and should_stop():
+                raise BackupAborted()
+
+        source = self._pool.open_connection("backing up")
+        try:
+            with self._pool.translating(f"writing backup {partial}"):
+                target = connect(partial, wal=False)
+            try:
+                with self._pool.translating(f"writing backup {partial}"):
+                    # An open read transaction pins one snapshot for every step,
+                    # so concurrent writers never force the copy to restart.
+                    source.execute("BEGIN")
+                    source.execute(queries.PING).fetchone()
+                    source.backup(target, pages=BACKUP_PAGES_PER_STEP, progress=check_stop)
+                    source.execute("COMMIT")
+                    # Backups are single self-contained files, not WAL databases.
+                    target.execute("PRAGMA journal_mode = DELETE")
+                    problems = integrity_problems(target)
+                    version = schema_version(target)
+                if problems:
+                    raise BackupError(f"backup {partial} failed its integrity check: {problems}")
+                if version != self.schema_version:
+                    raise BackupError(f"backup {partial} has schema version {version}")
+            finally:
+                target.close()
+        finally:
+            source.close()
+
+    def _job_params(self, job: Job, now: datetime) -> dict[str, object]:
+        return {
+            "id": job.id,
+            "status": JobStatus.parse(job.status).value,
+            "playbook": _encode_json(job.playbook, job.id, "playbook"),
+            "context": _encode_json(job.context, job.id, "context"),
+            "results": _encode_json(job.results, job.id, "results"),
+            "error": job.error,
+            "created_at": format_timestamp(require_aware(job.created_at, "created_at")),
+            "started_at": format_optional(job.started_at),
+            "completed_at": format_optional(job.completed_at),
+            "updated_at": format_timestamp(now),
+        }
+
+    def _decode(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
+        """Turn a `JOB_COLUMNS` row into a `Job`, whoever wrote it."""
+        job_id, status, playbook, context, results, error, *times = row
+        created_at, started_at, completed_at, updated_at = (
+            _decode_time(conn, value, job_id, column)
+            for value, column in zip(
+                times, ("created_at", "started_at", "completed_at", "updated_at"), strict=True
+            )
+        )
+        if created_at is None:
+            raise StoreCorruptError(f"job {job_id}: created_at is empty")
+        try:
+            status = JobStatus(status)
+        except ValueError:
+            raise StoreCorruptError(
+                f"job {job_id} has status {status!r}, which secautod does not know"
+            ) from None
+        return Job(
+            id=job_id,
+            status=status,
+            playbook=_decode_json(playbook, job_id, "playbook"),
+            context=_decode_json(context, job_id, "context"),
+            results=None if results is None else _decode_json(results, job_id, "results"),
+            error=error,
+            created_at=created_at,
+            started_at=started_at,
+            completed_at=completed_at,
+            updated_at=updated_at,
+        )
+
+
+def _decode_time(
+    conn: sqlite3.Connection, value: object, job_id: str, column: str
+) -> datetime | None:
+    """Read a timestamp in any form SQLite's date functions accept."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parsed = parse_timestamp(value)
+        if parsed is not None or is_go_zero_time(value):
+            return parsed
+    # Julian day numbers, time-only values and other rarities: let SQLite decide.
+    (normalized,) = conn.execute(queries.NORMALIZE_TIMESTAMP, (value,)).fetchone()
+    if normalized is None:
+        raise StoreCorruptError(
+            f"job {job_id}: {column} holds {value!r}, which is not a date SQLite understands"
+        )
+    return parse_timestamp(normalized)
+
+
+def _encode_json(value: Any, job_id: str, column: str) -> str | None:
+    if value is None and column == "results":
+        return None
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJobError(f"job {job_id}: {column} cannot be stored as JSON ({exc})") from None
+
+
+def _decode_json(text: str, job_id: str, column: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise StoreCorruptError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
+
+
+def _next_window(window: int, elapsed: float) -> int:
+    """Grow or shrink the cleanup window so each batch takes about the target time."""
+    smallest, largest = CLEANUP_WINDOW_ROWS
+    if elapsed > CLEANUP_BATCH_SECONDS:
+        return max(smallest, window // 2)
+    if elapsed < CLEANUP_BATCH_SECONDS / 2:
+        return min(largest, window * 2)
+    return window
+
+
+def _remove_database_files(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)

@@ -1,0 +1,228 @@
+"""secautod's own records in the job store: boots, maintenance runs, backups, outbox.
+
+These tables sit beside the shared `jobs` table (migration 2). The daemon
+and the CLI reach them through `JobStore.state`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from secautod import queries
+from secautod.database import ConnectionPool
+from secautod.jobs import Job
+from secautod.timestamps import format_timestamp, isoformat_utc, parse_timestamp
+
+JOB_RECOVERED = "job_recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """The remembered outcome of a maintenance task."""
+
+    task: str
+    last_success_at: datetime | None
+    last_attempt_at: datetime | None
+    last_error: str | None
+    last_result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A webhook notification waiting in the outbox; `body` is the exact bytes to POST."""
+
+    id: int
+    endpoint: str
+    event: str
+    job_id: str | None
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    """Undelivered notifications for one endpoint."""
+
+    endpoint: str
+    count: int
+    oldest_created_at: datetime | None
+    max_attempts: int
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRecord:
+    """What the store remembers about a backup it wrote."""
+
+    created_at: datetime | None
+    size_bytes: int
+    integrity: str
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """One start of the daemon."""
+
+    boot_id: str
+    started_at: datetime | None
+    pid: int
+    version: str
+    recovered_jobs: int
+
+
+class SupervisorState:
+    """Reads and writes secautod's bookkeeping tables."""
+
+    def __init__(self, pool: ConnectionPool, clock: Callable[[], datetime]) -> None:
+        self._pool = pool
+        self._clock = clock
+
+    # -- boots -----------------------------------------------------------------
+    def record_boot(self, boot: Boot) -> None:
+        """Remember a daemon start (again with the final recovered count)."""
+        params = {
+            "boot_id": boot.boot_id,
+            "started_at": format_timestamp(boot.started_at or self._clock()),
+            "pid": boot.pid,
+            "version": boot.version,
+            "recovered_jobs": boot.recovered_jobs,
+        }
+        with self._pool.writing("recording the daemon start") as conn:
+            conn.execute(queries.INSERT_BOOT, params)
+
+    def latest_boot(self) -> Boot | None:
+        """Return the most recent daemon start, if any."""
+        with self._pool.reading("reading daemon starts") as conn:
+            row = conn.execute(queries.SELECT_LATEST_BOOT).fetchone()
+        if row is None:
+            return None
+        boot_id, started_at, pid, version, recovered = row
+        return Boot(boot_id, parse_timestamp(started_at), pid, version, recovered)
+
+    # -- maintenance -----------------------------------------------------------
+    def task_runs(self) -> dict[str, TaskRun]:
+        """Return the remembered outcome of each maintenance task, by task name."""
+        with self._pool.reading("reading maintenance history") as conn:
+            rows = conn.execute(queries.SELECT_MAINTENANCE_RUNS).fetchall()
+        return {
+            task: TaskRun(
+                task,
+                _time_or_none(success),
+                _time_or_none(attempt),
+                error,
+                json.loads(result) if result else {},
+            )
+            for task, success, attempt, error, result in rows
+        }
+
+    def record_task_success(self, task: str, at: datetime, result: dict[str, Any]) -> None:
+        """Remember that `task` succeeded at `at` with `result` (JSON values)."""
+        params = {"task": task, "at": format_timestamp(at), "result": json.dumps(result)}
+        with self._pool.writing(f"recording {task}") as conn:
+            conn.execute(queries.RECORD_TASK_SUCCESS, params)
+
+    def record_task_failure(self, task: str, at: datetime, error: str) -> None:
+        """Remember that `task` failed at `at`."""
+        params = {"task": task, "at": format_timestamp(at), "error": error}
+        with self._pool.writing(f"recording {task}") as conn:
+            conn.execute(queries.RECORD_TASK_FAILURE, params)
+
+    # -- backups -------------------------------------------------------------------
+    def record_backup(self, path: Path, created_at: datetime, size_bytes: int) -> None:
+        """Remember a backup that passed its integrity check."""
+        row = (str(path), format_timestamp(created_at), size_bytes, "ok")
+        with self._pool.writing("recording a backup") as conn:
+            conn.execute(queries.RECORD_BACKUP, row)
+
+    def backup_record(self, path: Path) -> BackupRecord | None:
+        """Return what is remembered about the backup at `path`, if anything."""
+        with self._pool.reading("reading backup records") as conn:
+            row = conn.execute(queries.SELECT_BACKUP_RECORD, (str(path),)).fetchone()
+        return None if row is None else BackupRecord(_time_or_none(row[0]), row[1], row[2])
+
+    def forget_backups(self, paths: Sequence[Path]) -> None:
+        """Drop the records of backups that were deleted."""
+        with self._pool.writing("forgetting pruned backups") as conn:
+            conn.executemany(queries.FORGET_BACKUP, [(str(path),) for path in paths])
+
+    # -- webhook outbox --------------------------------------------------------------
+    def queue_notifications(
+        self,
+        conn: sqlite3.Connection,
+        endpoints: Sequence[str],
+        jobs: Sequence[Job],
+        boot_id: str,
+        at: datetime,
+    ) -> None:
+        """Queue a `job_recovered` notification per job and endpoint on `conn`.
+
+        Runs inside the caller's transaction so that recovery and its
+        notifications are committed together.
+        """
+        stamp = format_timestamp(at)
+        rows: list[tuple[str, str, str, str, str, str]] = []
+        for job in jobs:
+            body = json.dumps(
+                {
+                    "id": str(uuid.uuid4()),
+                    "event": JOB_RECOVERED,
+                    "boot_id": boot_id,
+                    "timestamp": isoformat_utc(at),
+                    "job": job.to_dict(),
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            rows.extend(
+                (endpoint, JOB_RECOVERED, job.id, body, stamp, stamp) for endpoint in endpoints
+            )
+        conn.executemany(queries.INSERT_NOTIFICATION, rows)
+
+    def due_notifications(
+        self, endpoint: str, now: datetime, limit: int = 50
+    ) -> list[Notification]:
+        """Return notifications for `endpoint` whose next attempt is due, oldest first."""
+        params = {"endpoint": endpoint, "now": format_timestamp(now), "limit": limit}
+        with self._pool.reading("reading the webhook outbox") as conn:
+            rows = conn.execute(queries.SELECT_DUE_NOTIFICATIONS, params).fetchall()
+        return [
+            Notification(row_id, url, event, job_id, payload.encode("utf-8"), attempts)
+            for row_id, url, event, job_id, payload, attempts in rows
+        ]
+
+    def next_notification_due(self, endpoint: str) -> datetime | None:
+        """Return when the next notification for `endpoint` is due, if any is queued."""
+        with self._pool.reading("reading the webhook outbox") as conn:
+            (due,) = conn.execute(queries.SELECT_NEXT_NOTIFICATION_DUE, (endpoint,)).fetchone()
+        return _time_or_none(due)
+
+    def mark_delivered(self, notification_id: int) -> None:
+        """Delete a notification the endpoint accepted."""
+        with self._pool.writing("recording a webhook delivery") as conn:
+            conn.execute(queries.DELETE_NOTIFICATION, (notification_id,))
+
+    def reschedule(self, notification_id: int, next_attempt_at: datetime, error: str) -> None:
+        """Count a failed attempt and set when to try again."""
+        params = (format_timestamp(next_attempt_at), error, notification_id)
+        with self._pool.writing("recording a webhook failure") as conn:
+            conn.execute(queries.RESCHEDULE_NOTIFICATION, params)
+
+    def outbox_summary(self) -> list[OutboxSummary]:
+        """Summarise undelivered notifications per endpoint."""
+        with self._pool.reading("reading the webhook outbox") as conn:
+            rows = conn.execute(queries.SUMMARIZE_OUTBOX).fetchall()
+        return [
+            OutboxSummary(endpoint, count, _time_or_none(oldest), attempts, _time_or_none(due))
+            for endpoint, count, oldest, attempts, due in rows
+        ]
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    return None if text is None else parse_timestamp(text)
