@@ -239,9 +239,14 @@ def migrate(conn: sqlite3.Connection, path: Path, now: datetime, target: int | N
     return schema_version(conn)
 
 
-def check_jobs_table(conn: sqlite3.Connection, path: Path) -> None:
-    """Refuse a file whose `jobs` table lacks a column of the shared contract."""
+def check_jobs_table(conn: sqlite3.Connection, path: Path, *, absent_ok: bool = False) -> None:
+    """Refuse a file whose `jobs` table lacks a column of the shared contract.
+
+    With `absent_ok`, a file with no `jobs` table at all passes (a new file).
+    """
     columns = {row[1] for row in conn.execute(queries.JOBS_TABLE_INFO)}
+    if not columns and absent_ok:
+        return
     if not columns:
         raise StoreCorruptError(f"{path} has no jobs table: it is not a secautod job store")
     missing = [column for column in JOBS_COLUMNS if column not in columns]

@@ -45,8 +45,9 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 class Job:
     """One playbook run.
 
-    Timestamps are timezone-aware UTC datetimes; `playbook`, `context` and
-    `results` are decoded JSON values. `updated_at` is maintained by the store.
+    Timestamps are timezone-aware UTC datetimes with millisecond precision
+    (what the table keeps); `playbook`, `context` and `results` are decoded
+    JSON values. `updated_at` is maintained by the store.
     """
 
     id: str
@@ -64,11 +65,11 @@ class Job:
         if not isinstance(self.id, str) or not self.id:
             raise InvalidJobError(f"job id must be a non-empty string, got {self.id!r}")
         self.status = JobStatus.parse(self.status)
-        self.created_at = require_aware(self.created_at, f"job {self.id}: created_at")
+        self.created_at = _stored_precision(self.created_at, f"job {self.id}: created_at")
         for name in ("started_at", "completed_at", "updated_at"):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, require_aware(value, f"job {self.id}: {name}"))
+                setattr(self, name, _stored_precision(value, f"job {self.id}: {name}"))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the job as JSON-ready values, timestamps in ISO 8601 UTC."""
@@ -102,6 +103,12 @@ class Job:
             context=context,
             created_at=now or utc_now(),
         )
+
+
+def _stored_precision(value: datetime, name: str) -> datetime:
+    """Return `value` in UTC cut to the millisecond, the precision the table keeps."""
+    utc = require_aware(value, name)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
 def _iso_or_none(value: datetime | None) -> str | None:

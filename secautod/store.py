@@ -119,6 +119,7 @@ class JobStore:
         try:
             conn = self._pool.connection()
             with self._pool.translating("opening"):
+                check_jobs_table(conn, self.path, absent_ok=True)
                 self.schema_version = migrate(conn, self.path, clock())
                 check_jobs_table(conn, self.path)
         except BaseException:

@@ -1,0 +1,216 @@
+"""Verified online backups: naming, consistency, failure cleanliness, disk full, restore."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secautod import JobStore
+from secautod.backup import list_backups, restore_backup
+from secautod.errors import BackupAborted, StoreCorruptError, StoreFullError
+
+
+def files_in(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+def fill(store: JobStore, make_job: Any, count: int, payload: int = 0) -> None:
+    for _ in range(count):
+        store.save_job(make_job(context={"blob": "x" * payload}))
+
+
+def test_backup_is_a_verified_self_contained_copy(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """The backup has the UTC name, 0600 mode, every job, rollback-journal mode and no side files."""
+    store = make_store()
+    fill(store, make_job, 20)
+    path = store.backup_jobs(now=now)
+    assert path.name == "jobs.db.backup.20261122-120000"
+    assert path.parent == store.path.parent
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 20
+    conn.close()
+    leftovers = [
+        name
+        for name in files_in(path.parent)
+        if name.startswith(".") or ("backup" in name and name != path.name)
+    ]
+    assert leftovers == []
+    record = store.state.backup_record(path)
+    assert record is not None
+    assert record.integrity == "ok"
+    assert record.size_bytes == path.stat().st_size
+
+
+def test_two_backups_in_one_second_do_not_collide(make_store: Any, now: datetime) -> None:
+    """A second backup within the same second gets -2 instead of replacing the first."""
+    store = make_store()
+    first = store.backup_jobs(now=now)
+    second = store.backup_jobs(now=now)
+    third = store.backup_jobs(now=now)
+    assert [first.name, second.name, third.name] == [
+        "jobs.db.backup.20261122-120000",
+        "jobs.db.backup.20261122-120000-2",
+        "jobs.db.backup.20261122-120000-3",
+    ]
+    assert all(path.exists() for path in (first, second, third))
+
+
+def test_backup_to_another_directory_creates_it_owner_only(
+    make_store: Any, tmp_path: Path, now: datetime
+) -> None:
+    """backup_jobs(directory) writes there, creating the directory 0700."""
+    store = make_store()
+    target = tmp_path / "offsite" / "backups"
+    path = store.backup_jobs(target, now=now)
+    assert path.parent == target
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+
+
+def test_aborted_backup_leaves_nothing(make_store: Any, make_job: Any, now: datetime) -> None:
+    """A backup stopped midway raises BackupAborted and leaves no file, final or temporary."""
+    store = make_store()
+    fill(store, make_job, 300, payload=20_000)  # several backup steps
+    before = files_in(store.path.parent)
+    with pytest.raises(BackupAborted):
+        store.backup_jobs(now=now, should_stop=lambda: True)
+    assert files_in(store.path.parent) == before
+
+
+def test_stale_partial_files_of_dead_processes_are_removed(make_store: Any, now: datetime) -> None:
+    """A .partial file left by a killed backup process is cleaned up by the next backup."""
+    store = make_store()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = store.path.parent / f".jobs.db.backup.20261121-000000.{dead.stdout.strip()}.partial"
+    stale.write_bytes(b"half a backup")
+    store.backup_jobs(now=now)
+    assert not stale.exists()
+
+
+def test_backup_is_consistent_while_another_process_writes(
+    make_store: Any, make_job: Any, tmp_path: Path, now: datetime
+) -> None:
+    """A backup taken while another process inserts passes integrity_check and holds a prefix of the inserts."""
+    store = make_store()
+    fill(store, make_job, 500, payload=4000)
+    script = tmp_path / "writer.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sqlite3, sys
+            conn = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+            print("ready", flush=True)
+            for i in range(3000):
+                conn.execute("INSERT INTO jobs (id, status, playbook, context, created_at) VALUES (?, 'pending', '{}', '{}', '2026-11-22 00:00:00.000')", (f"w{i:05d}",))
+            """
+        )
+    )
+    command = [sys.executable, str(script), str(store.path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as writer:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "ready"
+        backups = [store.backup_jobs(now=now + timedelta(seconds=index)) for index in range(3)]
+        assert writer.wait(timeout=60) == 0
+    for path in backups:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        ids = [row[0] for row in conn.execute("SELECT id FROM jobs WHERE id LIKE 'w%' ORDER BY id")]
+        conn.close()
+        assert ids == [f"w{index:05d}" for index in range(len(ids))]  # a prefix: no gaps
+
+
+def test_backup_on_a_full_disk_fails_cleanly_then_succeeds(
+    make_store: Any, make_job: Any, tmp_path: Path, small_tmpfs: Any, now: datetime
+) -> None:
+    """ENOSPC gives StoreFullError, no final name, no temporary file; once space is freed it works."""
+    store = make_store()
+    fill(store, make_job, 200, payload=5000)  # a database of about 1 MB
+    target = small_tmpfs(tmp_path / "small", "4m")
+    ballast = target / "ballast"
+    ballast.write_bytes(b"\0" * (4 * 1024 * 1024 - 256 * 1024))  # leave 256 KiB free
+    with pytest.raises(StoreFullError, match="full"):
+        store.backup_jobs(target, now=now)
+    assert files_in(target) == ["ballast"]
+    assert store.integrity_check() == []
+    ballast.unlink()
+    path = store.backup_jobs(target, now=now)
+    assert [backup.path for backup in list_backups(target, "jobs.db")] == [path]
+    assert files_in(target) == [path.name]
+
+
+def test_write_on_a_full_disk_raises_store_full_and_keeps_data(
+    make_job: Any, tmp_path: Path, small_tmpfs: Any
+) -> None:
+    """A save that hits ENOSPC raises StoreFullError; committed jobs stay intact and readable."""
+    directory = small_tmpfs(tmp_path / "tiny", "1m")
+    store = JobStore(directory / "jobs.db")
+    try:
+        saved = 0
+
+        def save_until_full() -> None:
+            nonlocal saved
+            for _ in range(10_000):
+                store.save_job(make_job(context={"blob": "y" * 8000}))
+                saved += 1
+
+        with pytest.raises(StoreFullError, match="full"):
+            save_until_full()
+        assert saved > 0
+        assert store.get_stats().total == saved
+        assert store.integrity_check() == []
+    finally:
+        store.close()
+    with JobStore(directory / "jobs.db") as reopened:
+        assert reopened.get_stats().total == saved
+
+
+def test_restore_swaps_in_the_backup_and_keeps_the_old_file(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """restore_backup replaces the database atomically and keeps the previous one as pre-restore."""
+    store = make_store()
+    fill(store, make_job, 5)
+    backup = store.backup_jobs(now=now)
+    fill(store, make_job, 7)
+    store.close()
+    result = restore_backup(backup, store.path, now)
+    assert result.previous is not None
+    assert result.previous.name == "jobs.db.pre-restore-20261122-120000"
+    with JobStore(store.path) as restored:
+        assert restored.get_stats().total == 5
+    with JobStore(result.previous) as previous:
+        assert previous.get_stats().total == 12
+
+
+def test_restore_of_a_corrupt_backup_touches_nothing(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """A backup that fails verification is refused before the live database is touched."""
+    store = make_store()
+    fill(store, make_job, 3)
+    store.close()
+    before = files_in(store.path.parent)
+    bad = store.path.parent / "jobs.db.backup.20261101-000000"
+    bad.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    with pytest.raises(StoreCorruptError):
+        restore_backup(bad, store.path, now)
+    assert files_in(store.path.parent) == sorted([*before, bad.name])
+    with JobStore(store.path) as intact:
+        assert intact.get_stats().total == 3

@@ -1,0 +1,191 @@
+"""Retention cleanup: what goes, what stays, batching, stopping and concurrent writers."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secautod import JobStatus
+from secautod.errors import CleanupAborted, InvalidJobError
+from secautod.store import CLEANUP_WINDOW_ROWS
+
+DAY = timedelta(days=1)
+
+
+def test_cleanup_deletes_only_old_terminal_jobs(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """Old completed/failed/cancelled jobs go; pending, running and recent ones stay."""
+    store = make_store()
+    old = now - 40 * DAY
+    expected_gone = []
+    for status in JobStatus:
+        old_job = make_job(
+            status=status, created_at=old, completed_at=old if status.is_terminal else None
+        )
+        store.save_job(old_job)
+        store.save_job(make_job(status=status, created_at=now - DAY))
+        if status.is_terminal:
+            expected_gone.append(old_job.id)
+    assert store.cleanup_old_jobs(30 * DAY, now=now) == len(expected_gone)
+    remaining = {job.id for job in store.list_jobs()}
+    assert remaining.isdisjoint(expected_gone)
+    assert len(remaining) == 2 * len(JobStatus) - len(expected_gone)
+    assert {job.status for job in store.list_jobs() if job.created_at == old} == {
+        JobStatus.PENDING,
+        JobStatus.RUNNING,
+    }
+
+
+def test_age_is_completion_time_then_creation_time(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """A job created long ago but completed recently stays; one never completed ages by creation."""
+    store = make_store()
+    store.save_job(
+        make_job(
+            id="recently-done",
+            status="completed",
+            created_at=now - 90 * DAY,
+            completed_at=now - DAY,
+        )
+    )
+    store.save_job(make_job(id="no-completion", status="cancelled", created_at=now - 90 * DAY))
+    assert store.cleanup_old_jobs(30 * DAY, now=now) == 1
+    assert [job.id for job in store.list_jobs()] == ["recently-done"]
+
+
+def test_cleanup_understands_foreign_timestamp_forms(make_store: Any, now: datetime) -> None:
+    """Jobs written by other clients in RFC 3339 or Go form age by their real instant."""
+    store = make_store()
+    conn = sqlite3.connect(store.path)
+    rows = [
+        ("old-rfc", "2026-10-01T00:00:00Z"),
+        ("old-go", "2026-10-01 00:00:00.123456789-07:00"),
+        ("new-rfc", "2026-11-21T00:00:00Z"),
+        # 29 days and 23 h old in UTC, but as text it compares lower than the cutoff.
+        ("boundary-go", "2026-10-23 05:00:00.000000000-07:00"),
+    ]
+    conn.executemany(
+        "INSERT INTO jobs (id, status, playbook, context, created_at, completed_at) VALUES (?, 'completed', '{}', '{}', ?, ?)",
+        [(job_id, stamp, stamp) for job_id, stamp in rows],
+    )
+    conn.commit()
+    conn.close()
+    assert store.cleanup_old_jobs(30 * DAY, now=now) == 2
+    assert sorted(job.id for job in store.list_jobs()) == ["boundary-go", "new-rfc"]
+
+
+def test_cleanup_is_idempotent_and_rejects_bad_ages(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """A second run deletes nothing; a zero or negative age is refused."""
+    store = make_store()
+    store.save_job(make_job(status="failed", created_at=now - 60 * DAY))
+    assert store.cleanup_old_jobs(30 * DAY, now=now) == 1
+    assert store.cleanup_old_jobs(30 * DAY, now=now) == 0
+    with pytest.raises(InvalidJobError, match="max_age must be positive"):
+        store.cleanup_old_jobs(timedelta(0), now=now)
+
+
+def bulk_insert(path: Path, count: int, status: str, created: str, start: int = 0) -> None:
+    conn = sqlite3.connect(path)
+    conn.executemany(
+        "INSERT INTO jobs (id, status, playbook, context, created_at, completed_at) VALUES (?, ?, '{}', '{}', ?, ?)",
+        [(f"bulk-{start + index}", status, created, created) for index in range(count)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_cleanup_works_in_many_short_transactions(make_store: Any, now: datetime) -> None:
+    """Deleting many rows takes several batches, each reported to on_progress."""
+    store = make_store()
+    count = CLEANUP_WINDOW_ROWS[0] * 8 * 6
+    bulk_insert(store.path, count, "completed", "2026-01-01 00:00:00.000")
+    progress: list[int] = []
+    assert store.cleanup_old_jobs(30 * DAY, now=now, on_progress=progress.append) == count
+    assert len(progress) >= 3
+    assert progress == sorted(progress)
+    assert progress[-1] == count
+
+
+def test_stopped_cleanup_keeps_its_progress_and_resumes(make_store: Any, now: datetime) -> None:
+    """A stop between batches raises CleanupAborted; deleted rows stay deleted; a rerun finishes."""
+    store = make_store()
+    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
+    bulk_insert(store.path, count, "failed", "2026-01-01 00:00:00.000")
+    batches: list[int] = []
+    with pytest.raises(CleanupAborted) as caught:
+        store.cleanup_old_jobs(
+            30 * DAY, now=now, on_progress=batches.append, should_stop=lambda: len(batches) >= 1
+        )
+    assert 0 < caught.value.deleted < count
+    assert store.get_stats().total == count - caught.value.deleted
+    assert store.cleanup_old_jobs(30 * DAY, now=now) == count - caught.value.deleted
+    assert store.get_stats().total == 0
+
+
+WRITER = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    path, count = sys.argv[1], int(sys.argv[2])
+    conn = sqlite3.connect(path, timeout=2.0, isolation_level=None)
+    worst = 0.0
+    print("ready", flush=True)
+    for index in range(count):
+        started = time.monotonic()
+        conn.execute(
+            "INSERT INTO jobs (id, status, playbook, context, created_at) "
+            "VALUES (?, 'pending', '{}', '{}', strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+            (f"ext-{index}",),
+        )
+        worst = max(worst, time.monotonic() - started)
+        time.sleep(0.002)
+    print(f"done {worst:.3f}", flush=True)
+    """
+)
+
+
+def test_external_writer_never_fails_during_cleanup(
+    make_store: Any, now: datetime, tmp_path: Path
+) -> None:
+    """Another process inserting with a 2 s busy timeout is never refused while cleanup runs."""
+    store = make_store()
+    count = 60_000
+    bulk_insert(store.path, count, "completed", "2026-01-01 00:00:00.000")
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    writer = subprocess.Popen(
+        [sys.executable, str(script), str(store.path), "400"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "ready"
+    deleted = store.cleanup_old_jobs(30 * DAY, now=now)
+    out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err
+    assert deleted == count
+    assert out.startswith("done")
+    assert store.get_stats().by_status[JobStatus.PENDING] == 400
+
+
+def test_count_expired_matches_what_cleanup_deletes(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """The dry-run count per status equals what a real cleanup then deletes."""
+    store = make_store()
+    for status in ("completed", "completed", "failed", "pending"):
+        store.save_job(make_job(status=status, created_at=now - 50 * DAY))
+    counts = store.count_expired_jobs(30 * DAY, now=now)
+    assert counts == {JobStatus.COMPLETED: 2, JobStatus.FAILED: 1, JobStatus.CANCELLED: 0}
+    assert store.cleanup_old_jobs(30 * DAY, now=now) == sum(counts.values())

@@ -1,0 +1,66 @@
+"""One JobStore shared by many threads."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+from secautod import Job, JobStatus
+
+THREADS = 8
+JOBS_PER_THREAD = 60
+
+
+def test_eight_threads_share_one_store(make_store: Any, now: Any) -> None:
+    """8 threads saving, updating, reading and listing at once lose nothing and raise nothing."""
+    store = make_store(busy_timeout=10.0)
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS)
+
+    def work(worker: int) -> None:
+        try:
+            start.wait()
+            for index in range(JOBS_PER_THREAD):
+                job_id = f"t{worker}-{index}"
+                store.save_job(
+                    Job(
+                        id=job_id,
+                        status=JobStatus.PENDING,
+                        playbook={"w": worker},
+                        context={},
+                        created_at=now + timedelta(milliseconds=index),
+                    )
+                )
+                store.update_job_status(job_id, JobStatus.RUNNING)
+                store.update_job_results(job_id, {"index": index})
+                store.update_job_status(job_id, JobStatus.COMPLETED)
+                assert store.get_job(job_id).results == {"index": index}
+                store.list_jobs(status=JobStatus.COMPLETED, limit=10)
+                store.get_stats()
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    stats = store.get_stats()
+    assert stats.total == THREADS * JOBS_PER_THREAD
+    assert stats.by_status[JobStatus.COMPLETED] == THREADS * JOBS_PER_THREAD
+    assert all(
+        job.started_at is not None and job.completed_at is not None for job in store.list_jobs()
+    )
+
+
+def test_connections_of_finished_threads_are_closed(make_store: Any, make_job: Any) -> None:
+    """Short-lived threads do not leave their connections open for ever."""
+    store = make_store()
+    for _ in range(20):
+        thread = threading.Thread(target=lambda: store.save_job(make_job()))
+        thread.start()
+        thread.join()
+    store.get_stats()  # opens this thread's connection, closing the orphans
+    assert len(store._pool._connections) <= 2
