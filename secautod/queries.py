@@ -49,6 +49,10 @@ INSERT INTO jobs ({JOB_COLUMNS})
 VALUES (:id, :status, :playbook, :context, :results, :error,
         :created_at, :started_at, :completed_at, :updated_at)
 ON CONFLICT (id) DO NOTHING"""
+# Ids seen in the current import, to refuse a file that names a job twice.
+CREATE_IMPORT_SEEN = "CREATE TEMP TABLE IF NOT EXISTS import_seen (id TEXT PRIMARY KEY)"
+CLEAR_IMPORT_SEEN = "DELETE FROM temp.import_seen"
+MARK_IMPORT_SEEN = "INSERT INTO temp.import_seen (id) VALUES (?) ON CONFLICT (id) DO NOTHING"
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 JOB_EXISTS = "SELECT 1 FROM jobs WHERE id = ?"
 # running: (re)started now; terminal: completed now; pending: back in the queue.
@@ -119,7 +123,7 @@ INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_a
 VALUES (?, ?, ?, ?, ?, ?)"""
 SELECT_DUE_NOTIFICATIONS = """
 SELECT id, endpoint, event, job_id, payload, attempts FROM webhook_outbox
-WHERE endpoint = :endpoint AND next_attempt_at <= :now
+WHERE endpoint = :endpoint AND (next_attempt_at <= :now OR next_attempt_at > :latest)
 ORDER BY next_attempt_at, id LIMIT :limit"""
 SELECT_NEXT_NOTIFICATION_DUE = """
 SELECT min(next_attempt_at) FROM webhook_outbox WHERE endpoint = ?"""

@@ -54,7 +54,7 @@ from secautod.errors import (
     StoreError,
     StoreFullError,
 )
-from secautod.jobs import TERMINAL_STATUSES, Job, JobStats, JobStatus
+from secautod.jobs import Job, JobStats, JobStatus
 from secautod.supervisor_state import SupervisorState
 from secautod.timestamps import (
     format_optional,
@@ -253,12 +253,17 @@ class JobStore:
         """Insert jobs that are not stored yet, all in one transaction.
 
         Jobs whose id exists are skipped (the store is newer than any import),
-        so importing twice changes nothing. If `jobs` raises, nothing is kept.
+        so importing twice changes nothing. The same id twice in `jobs` is an
+        `InvalidJobError`. If `jobs` raises, nothing is kept.
         """
         imported = skipped = 0
         now = self._clock()
         with self._pool.writing("importing jobs") as conn:
+            conn.execute(queries.CREATE_IMPORT_SEEN)
+            conn.execute(queries.CLEAR_IMPORT_SEEN)
             for job in jobs:
+                if not conn.execute(queries.MARK_IMPORT_SEEN, (job.id,)).rowcount:
+                    raise InvalidJobError(f"job id {job.id!r} appears more than once in the import")
                 params = self._job_params(job, job.updated_at or now)
                 if conn.execute(queries.INSERT_JOB_IF_ABSENT, params).rowcount:
                     imported += 1
@@ -315,7 +320,7 @@ class JobStore:
         cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
         with self._pool.reading("counting old jobs") as conn:
             rows = conn.execute(queries.COUNT_EXPIRED_BY_STATUS, {"cutoff": cutoff}).fetchall()
-        counts = dict.fromkeys(sorted(TERMINAL_STATUSES), 0)
+        counts = dict.fromkeys([status for status in JobStatus if status.is_terminal], 0)
         counts.update({JobStatus(status): count for status, count in rows})
         return counts
 

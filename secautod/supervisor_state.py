@@ -186,10 +186,19 @@ class SupervisorState:
         conn.executemany(queries.INSERT_NOTIFICATION, rows)
 
     def due_notifications(
-        self, endpoint: str, now: datetime, limit: int = 50
+        self, endpoint: str, now: datetime, limit: int, latest: datetime
     ) -> list[Notification]:
-        """Return notifications for `endpoint` whose next attempt is due, oldest first."""
-        params = {"endpoint": endpoint, "now": format_timestamp(now), "limit": limit}
+        """Return notifications for `endpoint` whose next attempt is due, oldest first.
+
+        One scheduled after `latest` also counts as due: no backoff is that
+        long, so the wall clock must have been set back since it was stored.
+        """
+        params = {
+            "endpoint": endpoint,
+            "now": format_timestamp(now),
+            "latest": format_timestamp(latest),
+            "limit": limit,
+        }
         with self._pool.reading("reading the webhook outbox") as conn:
             rows = conn.execute(queries.SELECT_DUE_NOTIFICATIONS, params).fetchall()
         return [

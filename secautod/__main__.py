@@ -1,0 +1,7 @@
+"""`python -m secautod` runs the command line."""
+
+import sys
+
+from secautod.cli import main
+
+sys.exit(main())

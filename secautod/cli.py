@@ -1,0 +1,250 @@
+"""The `secautod` command line: argument parsing and the one error handler.
+
+`main()` is the only place that turns an exception into a message and an
+exit status: a `SecautodError` becomes one line on stderr and its own
+status; anything else is a bug and keeps its traceback. Command modules
+are imported only when a command runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from secautod import __version__
+from secautod.errors import EX_UNEXPECTED, SecautodError
+
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+EXIT_STATUSES = """\
+exit statuses:
+  0   success
+  1   unexpected error (a bug: please report it with the traceback)
+  2   invalid command line
+  3   status: something needs attention
+  65  invalid input data (import file, job fields)
+  66  no such job or backup
+  74  the job store cannot be opened, is corrupt, or a write failed
+  75  another secautod daemon holds the data directory
+  78  invalid configuration
+"""
+
+
+def point_in_time(text: str) -> datetime:
+    """Parse --since/--until: ISO 8601 (UTC unless an offset is given) or an age like 7d."""
+    match = _RELATIVE.match(text.strip())
+    if match:
+        seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO 8601 time (2026-01-21T10:00:00Z) nor an age (30m, 24h, 7d)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def positive_limit(text: str) -> int:
+    """Parse --limit: a whole number, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser for every subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $SECAUTOD_CONFIG, else ./config.yaml, "
+        "else /etc/secautod/config.yaml)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(
+        prog="secautod",
+        description="Job store supervisor of the SecAuto SOAR engine: recovers interrupted "
+        "jobs, prunes old ones, takes verified backups.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"secautod {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str,
+        handler: str,
+        help_text: str,
+        example: str,
+        parents: Sequence[argparse.ArgumentParser] = (),
+        **kwargs: object,
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}\n\n{EXIT_STATUSES}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common, *parents],
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command(
+        "run",
+        "cmd_run",
+        "run the daemon in the foreground (logs to stderr; stop with SIGTERM or Ctrl-C)",
+        "secautod run --config /etc/secautod/config.yaml",
+    )
+
+    jobs = commands.add_parser(
+        "jobs", help="inspect and delete jobs", description="Inspect and delete jobs."
+    )
+    job_commands = jobs.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
+
+    def job_command(
+        name: str, handler: str, help_text: str, example: str, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = job_commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}\n\n{EXIT_STATUSES}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common, as_json] if json_flag else [common],
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    listing = job_command(
+        "list",
+        "cmd_jobs_list",
+        "list jobs, newest first",
+        "secautod jobs list --status failed --since 24h",
+    )
+    listing.add_argument("--status", choices=_STATUSES, help="only jobs in this status")
+    listing.add_argument(
+        "--since",
+        type=point_in_time,
+        metavar="TIME",
+        help="created at or after (ISO 8601 or age: 7d)",
+    )
+    listing.add_argument(
+        "--until", type=point_in_time, metavar="TIME", help="created before (ISO 8601 or age: 1h)"
+    )
+    listing.add_argument(
+        "--limit", type=positive_limit, default=50, metavar="N", help="at most N jobs (default 50)"
+    )
+    listing.add_argument("--after", metavar="ID", help="next page: jobs listed after this job id")
+    show = job_command(
+        "show", "cmd_jobs_show", "show one job in full", "secautod jobs show 3f2a9c1e-..."
+    )
+    show.add_argument("job_id", metavar="ID")
+    job_command(
+        "stats",
+        "cmd_jobs_stats",
+        "count jobs per status, with the success rate",
+        "secautod jobs stats",
+    )
+    delete = job_command(
+        "delete",
+        "cmd_jobs_delete",
+        "delete one job",
+        "secautod jobs delete 3f2a9c1e-...",
+        json_flag=False,
+    )
+    delete.add_argument("job_id", metavar="ID")
+
+    command(
+        "backup",
+        "cmd_backup",
+        "take a verified backup now (safe while the daemon runs)",
+        "secautod backup",
+        [as_json],
+    )
+    restore = command(
+        "restore",
+        "cmd_restore",
+        "replace the database with a backup (stop the daemon first); the current file is kept "
+        "as jobs.db.pre-restore-YYYYMMDD-HHMMSS",
+        "secautod restore jobs.db.backup.20261122-030000",
+        [as_json],
+    )
+    restore.add_argument(
+        "backup", nargs="?", metavar="BACKUP", help="backup file or name (default: the newest)"
+    )
+    cleanup = command(
+        "cleanup",
+        "cmd_cleanup",
+        "delete finished jobs older than jobs.retention_days (safe while the daemon runs)",
+        "secautod cleanup --dry-run",
+        [as_json],
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    command(
+        "check",
+        "cmd_check",
+        "validate the config and check the database and newest backup for damage",
+        "secautod check --config /etc/secautod/config.yaml",
+        [as_json],
+    )
+    importing = command(
+        "import-json",
+        "cmd_import_json",
+        "import the legacy jobs.json file in one transaction (running it twice changes nothing)",
+        "secautod import-json data/jobs.json",
+        [as_json],
+    )
+    importing.add_argument("file", metavar="FILE", help="the legacy JSON job file")
+    importing.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out jobs with invalid fields instead of importing nothing",
+    )
+    command(
+        "status",
+        "cmd_status",
+        "show daemon, maintenance, backup and webhook state; exits 3 when something needs "
+        "attention (usable as a health check)",
+        "secautod status --json",
+        [as_json],
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        handler = getattr(importlib.import_module("secautod.commands"), args.handler)
+        return int(handler(args))
+    except SecautodError as exc:
+        print(f"secautod: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("secautod: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`secautod jobs list | head`): not an error worth a word.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EX_UNEXPECTED
+    except Exception:
+        traceback.print_exc()
+        print(
+            "secautod: unexpected error (a bug); please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EX_UNEXPECTED

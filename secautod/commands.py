@@ -1,0 +1,412 @@
+"""What each `secautod` subcommand does, given its parsed arguments.
+
+Each handler returns the exit status and prints data to stdout; errors are
+raised and turned into one line by `cli.main()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from secautod.backup import list_backups, resolve_backup, restore_backup
+from secautod.config import Config, find_config_path, load_config
+from secautod.database import verify_database_file
+from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
+from secautod.jobs import Job, JobStats, JobStatus
+from secautod.legacy_import import import_legacy_file
+from secautod.lock import DirectoryLock, holder_pid
+from secautod.log import configure_logging
+from secautod.maintenance import run_backup, run_cleanup
+from secautod.output import (
+    Progress,
+    bar,
+    duration_text,
+    print_json,
+    relative_age,
+    shorten,
+    size_text,
+    table,
+)
+from secautod.runtime import open_store
+from secautod.status import StatusReport, build_status
+from secautod.store import JobStore
+from secautod.timestamps import format_timestamp, utc_now
+
+
+def load(args: argparse.Namespace) -> Config:
+    """Load the config the arguments point at and set up quiet CLI logging."""
+    config = load_config(find_config_path(args.config))
+    configure_logging("info" if args.verbose else "critical", config.logging.format)
+    return config
+
+
+def store_for(config: Config) -> JobStore:
+    """Open the existing store for a CLI command (never creates one)."""
+    return open_store(config, create=False)
+
+
+# -- run ----------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon in the foreground."""
+    config = load_config(find_config_path(args.config))
+    from secautod.daemon import run_daemon  # keeps APScheduler out of the other commands
+
+    return run_daemon(config)
+
+
+# -- jobs ---------------------------------------------------------------------------
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    """List jobs, newest first."""
+    with store_for(load(args)) as store:
+        jobs = store.list_jobs(
+            status=args.status,
+            limit=args.limit,
+            since=args.since,
+            until=args.until,
+            after=args.after,
+        )
+    if args.json:
+        print_json([job.to_dict() for job in jobs])
+        return EX_OK
+    now = utc_now()
+    rows = [
+        [
+            job.id,
+            job.status.value,
+            relative_age(job.created_at, now),
+            relative_age(job.updated_at, now),
+            shorten(_playbook_name(job), 30),
+            shorten(job.error or "", 40),
+        ]
+        for job in jobs
+    ]
+    print(table(["id", "status", "created", "updated", "playbook", "error"], rows))
+    if args.limit is not None and len(jobs) == args.limit:
+        print(f"(first {args.limit}; next page: --after {jobs[-1].id})")
+    return EX_OK
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    """Show one job in full."""
+    with store_for(load(args)) as store:
+        job = store.get_job(args.job_id)
+    if args.json:
+        print_json(job.to_dict())
+        return EX_OK
+    now = utc_now()
+    fields = job.to_dict()
+    for name in ("id", "status", "error"):
+        print(f"{name + ':':<14}{fields[name] if fields[name] is not None else '-'}")
+    for name in ("created_at", "started_at", "completed_at", "updated_at"):
+        moment = getattr(job, name)
+        when = f"{fields[name]} ({relative_age(moment, now)})" if moment else "-"
+        print(f"{name + ':':<14}{when}")
+    for name in ("playbook", "context", "results"):
+        print(f"{name}:")
+        print_json(fields[name])
+    return EX_OK
+
+
+def cmd_jobs_stats(args: argparse.Namespace) -> int:
+    """Count jobs per status."""
+    with store_for(load(args)) as store:
+        stats = store.get_stats()
+    if args.json:
+        print_json(_stats_dict(stats))
+        return EX_OK
+    largest = max(stats.by_status.values(), default=0)
+    rows = [
+        [status.value, str(count), bar(count, largest)] for status, count in stats.by_status.items()
+    ]
+    if stats.other:
+        rows.append(["(other)", str(stats.other), bar(stats.other, largest)])
+    rows.append(["total", str(stats.total), ""])
+    print(table(["status", "jobs", ""], rows))
+    rate = stats.success_rate
+    print(
+        f"success rate: {'-' if rate is None else f'{rate:.1%}'} (completed / (completed + failed))"
+    )
+    return EX_OK
+
+
+def cmd_jobs_delete(args: argparse.Namespace) -> int:
+    """Delete one job."""
+    with store_for(load(args)) as store:
+        if not store.delete_job(args.job_id):
+            raise JobNotFoundError(args.job_id)
+    print(f"deleted job {args.job_id}")
+    return EX_OK
+
+
+# -- maintenance ------------------------------------------------------------------------
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Take a verified backup now."""
+    config = load(args)
+    progress = Progress("backup")
+    progress.update("copying")
+    with store_for(config) as store:
+        outcome = run_backup(store, config, utc_now())
+    progress.done()
+    if args.json:
+        print_json(
+            {
+                "path": str(outcome.path),
+                "size_bytes": outcome.size_bytes,
+                "duration_ms": outcome.duration_ms,
+                "pruned": [str(path) for path in outcome.pruned],
+            }
+        )
+        return EX_OK
+    print(f"backup written and verified: {outcome.path} ({size_text(outcome.size_bytes)})")
+    if outcome.pruned:
+        print(f"removed {len(outcome.pruned)} old backup(s), keeping {config.jobs.backup_keep}")
+    return EX_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Replace the database with a backup (the daemon must be stopped)."""
+    config = load(args)
+    chosen = resolve_backup(args.backup, config.backup_directory, config.database_path.name)
+    progress = Progress("restore")
+    with DirectoryLock(config.data_directory).acquire("restore"):
+        result = restore_backup(
+            chosen,
+            config.database_path,
+            utc_now(),
+            on_progress=lambda done, total: progress.update(
+                f"{size_text(done)} of {size_text(total)}"
+            ),
+        )
+    progress.done()
+    with store_for(config) as store:  # brings an older backup's schema up to date
+        store.ping()
+    if args.json:
+        print_json(
+            {
+                "restored_from": str(chosen),
+                "database": str(result.database),
+                "jobs": result.backup.jobs,
+                "previous_database": str(result.previous) if result.previous else None,
+            }
+        )
+        return EX_OK
+    print(f"restored {result.database} from {chosen} ({result.backup.jobs} jobs)")
+    if result.previous is not None:
+        print(f"the previous database is kept as {result.previous}")
+    return EX_OK
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Delete finished jobs older than the retention period (or count them)."""
+    config = load(args)
+    now = utc_now()
+    with store_for(config) as store:
+        if args.dry_run:
+            counts = store.count_expired_jobs(config.jobs.retention, now=now)
+            return _print_cleanup_preview(args, config, counts, now)
+        progress = Progress("cleanup")
+        outcome = run_cleanup(
+            store, config, now, on_progress=lambda deleted: progress.update(f"{deleted} deleted")
+        )
+        progress.done()
+    if args.json:
+        print_json({"deleted": outcome.deleted, "duration_ms": outcome.duration_ms})
+    else:
+        days = config.jobs.retention.total_seconds() / 86400
+        print(f"deleted {outcome.deleted} finished job(s) older than {days:g} days")
+    return EX_OK
+
+
+def _print_cleanup_preview(
+    args: argparse.Namespace, config: Config, counts: dict[JobStatus, int], now: datetime
+) -> int:
+    cutoff = now - config.jobs.retention
+    if args.json:
+        print_json(
+            {
+                "would_delete": sum(counts.values()),
+                "by_status": {status.value: count for status, count in counts.items()},
+                "finished_before": cutoff,
+            }
+        )
+        return EX_OK
+    detail = ", ".join(f"{status.value}: {count}" for status, count in counts.items())
+    print(
+        f"would delete {sum(counts.values())} job(s) finished before "
+        f"{format_timestamp(cutoff)[:19]} UTC ({detail}); nothing was deleted"
+    )
+    return EX_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config and check the database's integrity."""
+    config = load(args)
+    lines = [f"config: ok ({config.path})"]
+    with store_for(config) as store:
+        problems = store.integrity_check()
+        stats = store.get_stats()
+        version = store.schema_version
+    if problems:
+        raise StoreCorruptError(
+            f"{config.database_path} failed its integrity check: {'; '.join(problems)}"
+        )
+    lines.append(
+        f"database: ok ({config.database_path}, {stats.total} jobs, schema version {version})"
+    )
+    backups = list_backups(config.backup_directory, config.database_path.name)
+    if backups:
+        newest = verify_database_file(backups[0].path)
+        lines.append(f"newest backup: ok ({newest.path}, {newest.jobs} jobs)")
+    else:
+        lines.append(f"newest backup: none in {config.backup_directory}")
+    if args.json:
+        print_json(
+            {
+                "config": str(config.path),
+                "database": str(config.database_path),
+                "jobs": stats.total,
+                "schema_version": version,
+                "integrity": "ok",
+                "newest_backup": str(backups[0].path) if backups else None,
+            }
+        )
+    else:
+        print("\n".join(lines))
+    return EX_OK
+
+
+def cmd_import_json(args: argparse.Namespace) -> int:
+    """Import the legacy JSON job file."""
+    config = load(args)
+    progress = Progress("import")
+    with open_store(config) as store:
+        report = import_legacy_file(
+            store,
+            Path(args.file),
+            skip_invalid=args.skip_invalid,
+            on_progress=lambda done, total: progress.update(f"{done * 100 // max(total, 1)}%"),
+        )
+    progress.done()
+    if args.json:
+        print_json(
+            {
+                "imported": report.imported,
+                "skipped": report.skipped,
+                "rejected": [{"job_id": job_id, "reason": why} for job_id, why in report.rejected],
+            }
+        )
+        return EX_OK
+    print(
+        f"imported {report.imported}, skipped {report.skipped} (already present), "
+        f"rejected {len(report.rejected)}"
+    )
+    for job_id, why in report.rejected:
+        print(f"rejected {job_id}: {why}")
+    return EX_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Summarise the daemon, maintenance, backups and notifications."""
+    config = load(args)
+    now = utc_now()
+    if not config.database_path.exists():
+        pid = holder_pid(config.data_directory)
+        problem = f"no job store at {config.database_path} yet"
+        if args.json:
+            print_json({"daemon_pid": pid, "problems": [problem]})
+        else:
+            print(f"daemon: {'pid ' + str(pid) if pid else 'not running'}\nattention: {problem}")
+        return EX_NEEDS_ATTENTION
+    with store_for(config) as store:
+        report = build_status(config, store, now)
+    if args.json:
+        print_json(_status_dict(report))
+    else:
+        _print_status(report, now)
+    return EX_NEEDS_ATTENTION if report.problems else EX_OK
+
+
+# -- helpers ----------------------------------------------------------------------------
+def _playbook_name(job: Job) -> str:
+    playbook: Any = job.playbook
+    if isinstance(playbook, dict):
+        for key in ("name", "id", "title"):
+            if isinstance(playbook.get(key), str):
+                return str(playbook[key])
+    return "-"
+
+
+def _stats_dict(stats: JobStats) -> dict[str, Any]:
+    return {
+        "total": stats.total,
+        "by_status": {status.value: count for status, count in stats.by_status.items()},
+        "other": stats.other,
+        "success_rate": stats.success_rate,
+    }
+
+
+def _status_dict(report: StatusReport) -> dict[str, Any]:
+    backup = report.newest_backup
+    return {
+        "daemon_pid": report.daemon_pid,
+        "database": str(report.database),
+        "database_bytes": report.database_bytes,
+        "last_boot": None
+        if report.last_boot is None
+        else {
+            "boot_id": report.last_boot.boot_id,
+            "started_at": report.last_boot.started_at,
+            "pid": report.last_boot.pid,
+            "version": report.last_boot.version,
+            "recovered_jobs": report.last_boot.recovered_jobs,
+        },
+        "tasks": {
+            task.task: {
+                "interval_seconds": task.interval.total_seconds(),
+                "last_success_at": task.last_success_at,
+                "last_error": task.last_error,
+                "next_run_at": task.next_run_at,
+                "overdue": task.overdue,
+            }
+            for task in report.tasks
+        },
+        "newest_backup": None
+        if backup is None
+        else {
+            "path": str(backup.path),
+            "taken_at": backup.taken_at,
+            "size_bytes": backup.size_bytes,
+            "verified": backup.verified,
+        },
+        "undelivered_notifications": {summary.endpoint: summary.count for summary in report.outbox},
+        "problems": report.problems,
+    }
+
+
+def _print_status(report: StatusReport, now: datetime) -> None:
+    daemon = f"running (pid {report.daemon_pid})" if report.daemon_pid else "not running"
+    if report.daemon_pid == 0:
+        daemon = "running (pid unknown)"
+    print(f"daemon:        {daemon}")
+    print(f"database:      {report.database} ({size_text(report.database_bytes)})")
+    for task in report.tasks:
+        last = relative_age(task.last_success_at, now) if task.last_success_at else "never"
+        due = "now" if task.next_run_at <= now else relative_age(task.next_run_at, now)
+        every = duration_text(task.interval)
+        print(f"{task.task + ':':<15}last {last}, next {due} (every {every})")
+    backup = report.newest_backup
+    if backup is None:
+        print("newest backup: none")
+    else:
+        verified = "verified" if backup.verified else "not verified by this store"
+        print(
+            f"newest backup: {backup.path.name} ({relative_age(backup.taken_at, now)}, "
+            f"{size_text(backup.size_bytes)}, {verified})"
+        )
+    waiting = sum(summary.count for summary in report.outbox)
+    print(f"webhooks:      {waiting} notification(s) undelivered")
+    for problem in report.problems:
+        print(f"attention:     {problem}")

@@ -1,0 +1,271 @@
+"""The long-running supervisor behind `secautod run`.
+
+Start-up order (SPEC §3): lock the data directory, open the store, recover
+interrupted jobs, schedule maintenance, start webhook delivery, report
+READY. Signals are blocked in every thread and taken synchronously by the
+main thread with `sigtimedwait`, so no work ever happens in a signal
+handler, and it works the same as PID 1 in a container.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from secautod import __version__
+from secautod.config import Config, load_config
+from secautod.database import prepare_directory
+from secautod.errors import EX_OK, ConfigError, SecautodError
+from secautod.jobs import JobStatus
+from secautod.lock import DirectoryLock
+from secautod.log import configure_logging, get_logger
+from secautod.runtime import open_store
+from secautod.scheduler import MaintenanceScheduler
+from secautod.store import JobStore
+from secautod.supervisor_state import Boot
+from secautod.systemd import Notifier
+from secautod.timestamps import format_timestamp, utc_now
+from secautod.webhooks import WebhookDispatcher, redact_url
+
+log = get_logger("secautod.daemon")
+
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+HANDLED_SIGNALS = STOP_SIGNALS | {signal.SIGHUP}
+# Without a watchdog the main thread still wakes this often to notice clock jumps.
+IDLE_TICK_SECONDS = 30.0
+
+
+class Daemon:
+    """One run of the supervisor, from lock to clean stop."""
+
+    def __init__(
+        self,
+        config: Config,
+        notifier: Notifier | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.boot_id = uuid.uuid4().hex[:16]
+        self.stopped_cleanly = True
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT; return the exit status (0 on a clean stop)."""
+        # Blocked before any thread starts, so every thread inherits the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        log.info(
+            "daemon_starting",
+            version=__version__,
+            pid=os.getpid(),
+            boot_id=self.boot_id,
+            config=str(self.config.path),
+        )
+        prepare_directory(self.config.data_directory)
+        with DirectoryLock(self.config.data_directory).acquire("start the daemon"):
+            store = open_store(self.config, clock=self.clock)
+            try:
+                return self._run_with_store(store)
+            finally:
+                if self.stopped_cleanly:
+                    store.close()
+
+    # -- phases ------------------------------------------------------------------
+    def _run_with_store(self, store: JobStore) -> int:
+        log.info("store_opened", path=str(store.path), schema_version=store.schema_version)
+        self._recover(store)
+        scheduler = MaintenanceScheduler(store, self.config, self.clock)
+        dispatcher = WebhookDispatcher(
+            store, self.config.webhooks, self.config.webhook_delivery, self.clock
+        )
+        scheduler.start()
+        dispatcher.start()
+        try:
+            self.notifier.ready(self._status_line(store))
+            log.info(
+                "daemon_ready",
+                boot_id=self.boot_id,
+                watchdog_interval_seconds=self.notifier.watchdog_interval,
+            )
+            signo = self._serve(store, scheduler, dispatcher)
+        except BaseException:
+            # Stop the workers before the store is closed under them.
+            self.stopped_cleanly = self._stop_workers(scheduler, dispatcher)
+            raise
+        return self._shutdown(signo, scheduler, dispatcher)
+
+    def _recover(self, store: JobStore) -> None:
+        now = self.clock()
+        endpoints = [webhook.url for webhook in self.config.webhooks]
+        with self.notifier.extending_timeout():
+            recovered = store.recover_interrupted_jobs(self.boot_id, now=now, notify=endpoints)
+        store.state.record_boot(
+            Boot(self.boot_id, now, os.getpid(), __version__, recovered_jobs=len(recovered))
+        )
+        for job in recovered:
+            log.info("job_recovered", job_id=job.id, boot_id=self.boot_id)
+        log.info(
+            "jobs_recovered",
+            count=len(recovered),
+            boot_id=self.boot_id,
+            notifications_queued=len(recovered) * len(endpoints),
+        )
+
+    def _serve(
+        self, store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
+    ) -> int:
+        """Wait for signals, reload on SIGHUP, tick the watchdog; return the stop signal."""
+        tick = self.notifier.watchdog_interval or IDLE_TICK_SECONDS
+        next_tick = time.monotonic() + tick
+        while True:
+            info = signal.sigtimedwait(HANDLED_SIGNALS, max(0.0, next_tick - time.monotonic()))
+            if info is not None and info.si_signo in STOP_SIGNALS:
+                return info.si_signo
+            if info is not None:
+                self._reload(store, scheduler, dispatcher)
+            if time.monotonic() >= next_tick:
+                self._tick(store, scheduler, dispatcher)
+                next_tick = time.monotonic() + tick
+
+    def _tick(
+        self, store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
+    ) -> None:
+        scheduler.check_clock()
+        if self.notifier.watchdog_interval is None:
+            return
+        problem = _health_problem(store, scheduler, dispatcher)
+        if problem is None:
+            self.notifier.watchdog()
+        else:
+            log.error("watchdog_withheld", reason=problem)
+
+    def _reload(
+        self, store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
+    ) -> None:
+        self.notifier.reloading()
+        log.info("reload_started", config=str(self.config.path))
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("reload_failed", error=str(exc), kept="previous configuration")
+            self.notifier.ready(self._status_line(store))
+            return
+        restart_required = _restart_required(self.config, new)
+        # What cannot change under a running store stays as it was until a restart.
+        new = replace(new, data_directory=self.config.data_directory, storage=self.config.storage)
+        configure_logging(new.logging.level, new.logging.format)
+        scheduler.apply(new)
+        dispatcher.update(new.webhooks, new.webhook_delivery)
+        self.config = new
+        log.info(
+            "reload_completed",
+            restart_required=restart_required,
+            webhooks=[redact_url(webhook.url) for webhook in new.webhooks],
+        )
+        self.notifier.ready(self._status_line(store))
+
+    def _shutdown(
+        self, signo: int, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
+    ) -> int:
+        started = time.monotonic()
+        deadline = started + self.config.shutdown_timeout.total_seconds()
+        self.notifier.stopping()
+        log.info("shutdown_started", signal=signal.Signals(signo).name)
+        with self.notifier.extending_timeout():
+            self.stopped_cleanly = self._stop_workers(scheduler, dispatcher, deadline)
+        log.info(
+            "shutdown_completed",
+            signal=signal.Signals(signo).name,
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+        return EX_OK
+
+    def _stop_workers(
+        self,
+        scheduler: MaintenanceScheduler,
+        dispatcher: WebhookDispatcher,
+        deadline: float | None = None,
+    ) -> bool:
+        """Stop maintenance and delivery by `deadline`; True if both ended."""
+        if deadline is None:
+            deadline = time.monotonic() + self.config.shutdown_timeout.total_seconds()
+        maintenance_done = scheduler.shutdown(max(0.0, deadline - time.monotonic()))
+        delivery_done = dispatcher.stop(max(0.0, deadline - time.monotonic()))
+        if not (maintenance_done and delivery_done):
+            # A thread still inside SQLite must not have its connection closed
+            # under it; SQLite's journal makes simply exiting safe.
+            log.warning(
+                "shutdown_deadline_exceeded",
+                maintenance_stopped=maintenance_done,
+                webhooks_stopped=delivery_done,
+            )
+        return maintenance_done and delivery_done
+
+    def _status_line(self, store: JobStore) -> str:
+        try:
+            stats = store.get_stats()
+            runs = store.state.task_runs()
+        except SecautodError as exc:
+            return f"running; store unreadable: {exc}"
+        backup = runs.get("backup")
+        last_backup = (
+            format_timestamp(backup.last_success_at)[:16] + " UTC"
+            if backup is not None and backup.last_success_at is not None
+            else "never"
+        )
+        counts = stats.by_status
+        return (
+            f"{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
+            f"{counts[JobStatus.RUNNING]} running); "
+            f"last backup {last_backup}"
+        )
+
+
+def _health_problem(
+    store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
+) -> str | None:
+    """Return why the daemon is unhealthy, or None when all parts answer."""
+    if not scheduler.healthy():
+        return "the maintenance scheduler thread is not running"
+    if not dispatcher.healthy():
+        return "the webhook delivery thread is not running"
+    try:
+        store.ping()
+    except SecautodError as exc:
+        return f"the database does not answer: {exc}"
+    return None
+
+
+def _restart_required(old: Config, new: Config) -> list[str]:
+    """Name the changed settings a reload cannot apply."""
+    changed = []
+    if new.data_directory != old.data_directory:
+        changed.append("data_directory")
+    if new.storage != old.storage:
+        changed.append("storage")
+    return changed
+
+
+def run_daemon(config: Config) -> int:
+    """Configure logging and run the daemon with `config`; return the exit status."""
+    configure_logging(config.logging.level, config.logging.format)
+    log.info(
+        "config_loaded",
+        path=str(config.path),
+        data_directory=str(config.data_directory),
+        webhooks=len(config.webhooks),
+    )
+    daemon = Daemon(config)
+    status = daemon.run()
+    if not daemon.stopped_cleanly:
+        # Worker threads that ignored the deadline would otherwise keep the
+        # interpreter from exiting.
+        logging.shutdown()
+        os._exit(status)
+    return status

@@ -1,0 +1,98 @@
+"""Structured logging, configured in one place.
+
+Every line goes to stderr: one JSON object per line when stderr is not a
+terminal (systemd, containers), a readable console format when it is.
+structlog loggers and stdlib loggers (APScheduler's included) share one
+pipeline, so both come out in the same shape: `timestamp` (ISO 8601 UTC),
+`level`, `logger`, `event` and the event's facts. Exceptions are rendered
+as plain tracebacks, which never include local variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,  # the CLI's default: its own one-line errors suffice
+}
+# Chatty libraries are held at WARNING unless secautod itself logs at DEBUG.
+_QUIET_LOGGERS = ("apscheduler",)
+
+
+def get_logger(name: str) -> Any:
+    """Return a structlog logger named `name` (shown as the `logger` field)."""
+    return structlog.get_logger(name)
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Send all logging to `stream` (stderr) as JSON or console lines at `level`.
+
+    Safe to call again (on reload): the previous handler is replaced.
+    """
+    stream = stream or sys.stderr
+    numeric_level = _LEVELS[level]
+    use_json = fmt == "json" or (fmt == "auto" and not _is_terminal(stream))
+    shared: list[Any] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: list[Any] = (
+        [_lead_with_standard_keys, structlog.processors.JSONRenderer(sort_keys=False)]
+        if use_json
+        else [structlog.dev.ConsoleRenderer(colors=False)]
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.PositionalArgumentsFormatter()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            *renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
+    logging.captureWarnings(True)
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+_STANDARD_KEYS = ("timestamp", "level", "logger", "event")
+
+
+def _lead_with_standard_keys(_logger: Any, _method: str, event_dict: Any) -> Any:
+    """Put timestamp, level, logger and event first, so lines read well raw."""
+    leading = {key: event_dict.pop(key) for key in _STANDARD_KEYS if key in event_dict}
+    leading.update(event_dict)
+    return leading
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

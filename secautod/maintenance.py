@@ -1,0 +1,151 @@
+"""Retention cleanup and backups as explicit operations.
+
+The scheduler and the CLI both call `run_cleanup` and `run_backup`; each
+records its outcome in the store (so a restart knows when it last ran) and
+logs one event. Nothing here decides *when* to run: that is `scheduler.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from secautod.backup import prune_backups
+from secautod.config import Config
+from secautod.errors import OperationAborted, SecautodError, StoreError
+from secautod.log import get_logger
+from secautod.store import JobStore
+
+CLEANUP = "cleanup"
+BACKUP = "backup"
+TASKS = (CLEANUP, BACKUP)
+
+log = get_logger("secautod.maintenance")
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupOutcome:
+    """What one cleanup run did."""
+
+    deleted: int
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOutcome:
+    """What one backup run did."""
+
+    path: Path
+    size_bytes: int
+    duration_ms: int
+    pruned: tuple[Path, ...]
+
+
+# -- when: scheduling arithmetic shared by the scheduler and `status` ------------
+def first_run_time(last_success: datetime | None, interval: timedelta, now: datetime) -> datetime:
+    """Return when a task that last succeeded at `last_success` should next run."""
+    if last_success is None:
+        return now
+    return min(max(last_success + interval, now), now + interval)
+
+
+def retry_delay(failures: int, first: timedelta, interval: timedelta) -> timedelta:
+    """Return the wait before retry number `failures` (1-based): doubling, at most `interval`."""
+    return min(first * (1 << min(failures - 1, 30)), interval)
+
+
+def task_intervals(config: Config) -> dict[str, timedelta]:
+    """Return the enabled maintenance tasks and their intervals."""
+    intervals = {CLEANUP: config.jobs.cleanup_interval}
+    if config.jobs.backup_enabled:
+        intervals[BACKUP] = config.jobs.backup_interval
+    return intervals
+
+
+# -- what: the operations ---------------------------------------------------------
+def run_cleanup(
+    store: JobStore,
+    config: Config,
+    now: datetime,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> CleanupOutcome:
+    """Delete finished jobs older than the retention period and record the run."""
+    started = time.monotonic()
+    try:
+        deleted = store.cleanup_old_jobs(
+            config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
+        )
+    except OperationAborted as exc:
+        log.warning("cleanup_aborted", reason=str(exc))
+        raise
+    except SecautodError as exc:
+        _record_failure(store, CLEANUP, now, exc)
+        raise
+    outcome = CleanupOutcome(deleted, _elapsed_ms(started))
+    store.state.record_task_success(
+        CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms}
+    )
+    log.info(
+        "cleanup_completed",
+        deleted=deleted,
+        duration_ms=outcome.duration_ms,
+        retention_days=config.jobs.retention.total_seconds() / 86400,
+    )
+    return outcome
+
+
+def run_backup(
+    store: JobStore,
+    config: Config,
+    now: datetime,
+    should_stop: Callable[[], bool] | None = None,
+) -> BackupOutcome:
+    """Take a verified backup, keep only the newest `backup_keep`, record the run."""
+    started = time.monotonic()
+    directory = config.backup_directory
+    try:
+        path = store.backup_jobs(directory, now=now, should_stop=should_stop)
+        pruned = prune_backups(directory, store.path.name, config.jobs.backup_keep, protect=path)
+    except OperationAborted as exc:
+        log.warning("backup_aborted", reason=str(exc))
+        raise
+    except SecautodError as exc:
+        _record_failure(store, BACKUP, now, exc)
+        raise
+    except OSError as exc:  # pruning old files
+        _record_failure(store, BACKUP, now, exc)
+        raise StoreError(f"pruning old backups in {directory} failed: {exc.strerror}") from exc
+    if pruned:
+        store.state.forget_backups(pruned)
+        log.info(
+            "backups_pruned", removed=[str(path) for path in pruned], kept=config.jobs.backup_keep
+        )
+    outcome = BackupOutcome(path, path.stat().st_size, _elapsed_ms(started), tuple(pruned))
+    store.state.record_task_success(
+        BACKUP,
+        now,
+        {"path": str(path), "size_bytes": outcome.size_bytes, "duration_ms": outcome.duration_ms},
+    )
+    log.info(
+        "backup_completed",
+        path=str(path),
+        size_bytes=outcome.size_bytes,
+        duration_ms=outcome.duration_ms,
+    )
+    return outcome
+
+
+def _record_failure(store: JobStore, task: str, now: datetime, exc: BaseException) -> None:
+    log.error(f"{task}_failed", error=str(exc), error_type=type(exc).__name__)
+    # The store itself may be what failed; the log line above is then the record.
+    with suppress(SecautodError):
+        store.state.record_task_failure(task, now, str(exc))
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

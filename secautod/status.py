@@ -1,0 +1,147 @@
+"""`secautod status`: the state of one installation at a glance.
+
+The report reads only files and the store, so it works with or without a
+running daemon. Its `problems` decide the exit status: 0 when there are
+none, 3 when something needs attention, which makes it a health check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from secautod.backup import BackupFile, newest_backup
+from secautod.config import Config
+from secautod.lock import holder_pid
+from secautod.maintenance import BACKUP, first_run_time, task_intervals
+from secautod.store import JobStore
+from secautod.supervisor_state import Boot, OutboxSummary, TaskRun
+
+# A task counts as overdue this long after it was due (runs take time).
+OVERDUE_GRACE_FRACTION = 0.1
+OVERDUE_GRACE_MIN = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """One maintenance task's history and expected next run."""
+
+    task: str
+    interval: timedelta
+    last_success_at: datetime | None
+    last_attempt_at: datetime | None
+    last_error: str | None
+    next_run_at: datetime
+    overdue: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BackupStatus:
+    """The newest backup on disk."""
+
+    path: Path
+    taken_at: datetime
+    size_bytes: int
+    verified: bool
+
+
+@dataclass
+class StatusReport:
+    """Everything `secautod status` shows."""
+
+    daemon_pid: int | None
+    database: Path
+    database_bytes: int
+    last_boot: Boot | None
+    tasks: list[TaskStatus]
+    newest_backup: BackupStatus | None
+    outbox: list[OutboxSummary]
+    problems: list[str] = field(default_factory=list)
+
+
+def build_status(config: Config, store: JobStore, now: datetime) -> StatusReport:
+    """Collect the status of the installation described by `config`."""
+    pid = holder_pid(config.data_directory)
+    boot = store.state.latest_boot()
+    runs = store.state.task_runs()
+    started = boot.started_at if boot is not None and pid is not None else None
+    tasks = [
+        _task_status(task, interval, runs.get(task), started, now)
+        for task, interval in task_intervals(config).items()
+    ]
+    report = StatusReport(
+        daemon_pid=pid,
+        database=config.database_path,
+        database_bytes=_database_bytes(config.database_path),
+        last_boot=boot,
+        tasks=tasks,
+        newest_backup=_backup_status(
+            store, newest_backup(config.backup_directory, store.path.name)
+        ),
+        outbox=store.state.outbox_summary(),
+    )
+    report.problems = _problems(report)
+    return report
+
+
+def _task_status(
+    task: str,
+    interval: timedelta,
+    run: TaskRun | None,
+    daemon_started: datetime | None,
+    now: datetime,
+) -> TaskStatus:
+    last = run.last_success_at if run is not None else None
+    grace = max(interval * OVERDUE_GRACE_FRACTION, OVERDUE_GRACE_MIN)
+    # Never run: it is due at daemon start, so it is only late once that start is old.
+    reference = last + interval if last is not None else daemon_started
+    overdue = reference is not None and now > reference + grace
+    return TaskStatus(
+        task=task,
+        interval=interval,
+        last_success_at=last,
+        last_attempt_at=run.last_attempt_at if run is not None else None,
+        last_error=run.last_error if run is not None else None,
+        next_run_at=first_run_time(last, interval, now),
+        overdue=overdue,
+    )
+
+
+def _backup_status(store: JobStore, newest: BackupFile | None) -> BackupStatus | None:
+    if newest is None:
+        return None
+    record = store.state.backup_record(newest.path)
+    verified = record is not None and record.integrity == "ok"
+    return BackupStatus(newest.path, newest.taken_at, newest.size_bytes, verified)
+
+
+def _problems(report: StatusReport) -> list[str]:
+    problems = []
+    if report.daemon_pid is None:
+        problems.append("no secautod daemon is running for this data directory")
+    for task in report.tasks:
+        if task.overdue:
+            problems.append(
+                f"{task.task} is overdue (last success: {task.last_success_at or 'never'})"
+            )
+        if task.last_error:  # cleared by the next success
+            problems.append(f"last {task.task} attempt failed: {task.last_error}")
+    if any(task.task == BACKUP for task in report.tasks) and report.newest_backup is None:
+        problems.append("there is no backup yet")
+    for summary in report.outbox:
+        if summary.max_attempts > 0:
+            problems.append(
+                f"{summary.count} webhook notification(s) waiting for {summary.endpoint} "
+                f"after up to {summary.max_attempts} failed attempt(s)"
+            )
+    return problems
+
+
+def _database_bytes(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            total += companion.stat().st_size
+    return total
