@@ -65,8 +65,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    quiet_level = (
+        numeric_level if numeric_level <= logging.DEBUG else max(numeric_level, logging.WARNING)
+    )
     for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
+        logging.getLogger(name).setLevel(quiet_level)
     logging.captureWarnings(True)
     structlog.configure(
         processors=[

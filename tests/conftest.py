@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,3 +58,42 @@ def make_job() -> JobFactory:
         return Job(**values)
 
     return factory
+
+
+@pytest.fixture
+def small_tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """Mount a small tmpfs at a folder (root only) to make a real disk-full condition."""
+    mounted: list[Path] = []
+
+    def mount(where: Path, size: str, options: str = "") -> Path:
+        where.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700{options}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {result.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture
+def small_tmpfs_ro(tmp_path: Path, small_tmpfs: Callable[..., Path]) -> Path:
+    """An empty read-only filesystem (a tmpfs mounted ro)."""
+    return small_tmpfs(tmp_path / "readonly", "1m", ",ro")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI, prove the suite tests the installed package, not the source tree."""
+    import os
+
+    import secautod
+
+    if os.environ.get("CI") and "site-packages" not in secautod.__file__:
+        raise pytest.UsageError(f"CI must test the installed package, not {secautod.__file__}")
