@@ -68,13 +68,16 @@ class Daemon:
             config=str(self.config.path),
         )
         prepare_directory(self.config.data_directory)
-        with DirectoryLock(self.config.data_directory).acquire("start the daemon"):
-            store = open_store(self.config, clock=self.clock)
-            try:
-                return self._run_with_store(store)
-            finally:
-                if self.stopped_cleanly:
-                    store.close()
+        try:
+            with DirectoryLock(self.config.data_directory).acquire("start the daemon"):
+                store = open_store(self.config, clock=self.clock)
+                try:
+                    return self._run_with_store(store)
+                finally:
+                    if self.stopped_cleanly:
+                        store.close()
+        finally:
+            self.notifier.close()
 
     # -- phases ------------------------------------------------------------------
     def _run_with_store(self, store: JobStore) -> int:

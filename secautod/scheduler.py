@@ -118,7 +118,7 @@ class MaintenanceScheduler:
             last = runs[task].last_success_at if task in runs else None
             next_run = first_run_time(last, interval, now)
             self._scheduler.add_job(
-                self._run,
+                self.run_task,
                 IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
                 args=[task],
                 id=task,
@@ -137,7 +137,8 @@ class MaintenanceScheduler:
                 job.remove()
                 log.info("maintenance_unscheduled", task=job.id)
 
-    def _run(self, task: str) -> None:
+    def run_task(self, task: str) -> None:
+        """Run one task now, as the scheduler does: failures are logged and retried."""
         with self._lock:
             if self._abort.is_set():
                 return

@@ -23,10 +23,11 @@ EXTEND_AFTER_SECONDS = 1.0
 class Notifier:
     """Sends sd_notify messages to the service manager, if there is one."""
 
-    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
-        self.enabled = bool(environ.get("NOTIFY_SOCKET"))
+    def __init__(self) -> None:
+        # sdnotify reads NOTIFY_SOCKET from the process environment itself.
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._sender = sdnotify.SystemdNotifier() if self.enabled else None
-        self.watchdog_interval = _watchdog_interval(environ)
+        self.watchdog_interval = _watchdog_interval(os.environ)
 
     def ready(self, status: str) -> None:
         """Report that start-up (or a reload) is complete."""
@@ -77,6 +78,13 @@ class Notifier:
         finally:
             done.set()
             thread.join()
+
+    def close(self) -> None:
+        """Close the notification socket."""
+        sock = getattr(self._sender, "socket", None)
+        if sock is not None:
+            sock.close()
+        self._sender = None
 
     def _send(self, *lines: str) -> None:
         if self._sender is not None:

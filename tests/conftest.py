@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 import pytest
 
 from secautod import Job, JobStatus, JobStore
+
+# Tests import the shared helpers in tests/harness.py as `harness`.
+sys.path.insert(0, str(Path(__file__).parent))
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
@@ -74,7 +78,9 @@ def small_tmpfs() -> Iterator[Callable[[Path, str], Path]]:
             check=False,
         )
         if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {result.stderr.strip()}")
+            pytest.skip(
+                f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {result.stderr.strip()}"
+            )
         mounted.append(where)
         return where
 

@@ -7,10 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from harness import SECAUTOD, DaemonFactory  # noqa: E402
+from harness import SECAUTOD, DaemonFactory
 
 
 @pytest.fixture(scope="session", autouse=True)

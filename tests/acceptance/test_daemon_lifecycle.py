@@ -26,13 +26,22 @@ def test_ready_then_clean_stop_on_sigterm(tmp_path: Path, daemons: DaemonFactory
         assert {"timestamp", "level", "event", "logger"} <= entry.keys()
         assert entry["timestamp"].endswith("Z")
     names = [entry["event"] for entry in events]
-    for expected in ("config_loaded", "store_opened", "jobs_recovered", "maintenance_scheduled", "shutdown_started", "shutdown_completed"):
+    for expected in (
+        "config_loaded",
+        "store_opened",
+        "jobs_recovered",
+        "maintenance_scheduled",
+        "shutdown_started",
+        "shutdown_completed",
+    ):
         assert expected in names
     assert names.index("shutdown_started") < names.index("shutdown_completed")
     assert not (tmp_path / "data" / "jobs.db-wal").exists()  # checkpointed and closed
 
 
-def test_ready_status_line_summarises_jobs(tmp_path: Path, daemons: DaemonFactory, make_job: Any) -> None:
+def test_ready_status_line_summarises_jobs(
+    tmp_path: Path, daemons: DaemonFactory, make_job: Any
+) -> None:
     """The STATUS= sent with READY=1 counts jobs and names the last backup, in ASCII."""
     config = write_config(tmp_path, jobs={"backup_enabled": False})
     with JobStore(tmp_path / "data" / "jobs.db") as store:
@@ -69,7 +78,9 @@ def test_watchdog_pings_at_half_the_interval(tmp_path: Path, daemons: DaemonFact
 
 def test_watchdog_meant_for_another_pid_is_ignored(tmp_path: Path, daemons: DaemonFactory) -> None:
     """WATCHDOG_PID naming another process means this one sends no WATCHDOG=1."""
-    daemon = daemons.start(write_config(tmp_path), env={"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"})
+    daemon = daemons.start(
+        write_config(tmp_path), env={"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"}
+    )
     assert daemon.notify is not None
     assert not [message for message in daemon.notify.drain(1.0) if "WATCHDOG=1" in message]
     assert daemon.stop() == 0
@@ -89,15 +100,22 @@ def test_sighup_reloads_a_good_config(tmp_path: Path, daemons: DaemonFactory) ->
     write_config(tmp_path, jobs={"cleanup_interval": 2.5}, logging={"level": "debug"})
     daemon.process.send_signal(signal.SIGHUP)
     reloading = daemon.notify.wait_for("RELOADING=1")
-    assert any(line.startswith("MONOTONIC_USEC=") and int(line.split("=")[1]) > 0 for line in reloading.split("\n"))
+    assert any(
+        line.startswith("MONOTONIC_USEC=") and int(line.split("=")[1]) > 0
+        for line in reloading.split("\n")
+    )
     daemon.notify.wait_for("READY=1")
     daemon.wait_for_event("reload_completed")
-    rescheduled = [entry for entry in daemon.named("maintenance_scheduled") if entry["task"] == "cleanup"]
+    rescheduled = [
+        entry for entry in daemon.named("maintenance_scheduled") if entry["task"] == "cleanup"
+    ]
     assert rescheduled[-1]["interval_hours"] == 2.5
     assert daemon.stop() == 0
 
 
-def test_sighup_with_broken_config_keeps_the_old_one(tmp_path: Path, daemons: DaemonFactory) -> None:
+def test_sighup_with_broken_config_keeps_the_old_one(
+    tmp_path: Path, daemons: DaemonFactory
+) -> None:
     """An invalid config on SIGHUP is logged as reload_failed; the daemon keeps running."""
     config = write_config(tmp_path)
     daemon = daemons.start(config)
@@ -123,11 +141,15 @@ def test_second_instance_exits_75_naming_the_holder(tmp_path: Path, daemons: Dae
     assert first.stop() == 0
 
 
-def test_corrupt_database_exits_74_and_names_the_backup(tmp_path: Path, daemons: DaemonFactory) -> None:
+def test_corrupt_database_exits_74_and_names_the_backup(
+    tmp_path: Path, daemons: DaemonFactory
+) -> None:
     """A damaged jobs.db stops start-up with 74, naming the newest backup and the restore command."""
     config = write_config(tmp_path)
     first = daemons.start(config)
-    backup = wait_until(lambda: sorted((tmp_path / "data").glob("jobs.db.backup.*")), what="first backup")
+    backup = wait_until(
+        lambda: sorted((tmp_path / "data").glob("jobs.db.backup.*")), what="first backup"
+    )
     assert first.stop() == 0
     database = tmp_path / "data" / "jobs.db"
     database.write_bytes(b"\x00garbage" * 10_000)
@@ -139,11 +161,15 @@ def test_corrupt_database_exits_74_and_names_the_backup(tmp_path: Path, daemons:
     assert "Traceback" not in result.stderr
 
 
-def test_kill_9_then_restart_recovers_running_jobs(tmp_path: Path, daemons: DaemonFactory, make_job: Any) -> None:
+def test_kill_9_then_restart_recovers_running_jobs(
+    tmp_path: Path, daemons: DaemonFactory, make_job: Any
+) -> None:
     """After kill -9, the next start marks jobs left running as failed with the new boot id."""
     config = write_config(tmp_path)
     daemon = daemons.start(config)
-    with JobStore(tmp_path / "data" / "jobs.db") as store:  # the engine, writing while secautod runs
+    with JobStore(
+        tmp_path / "data" / "jobs.db"
+    ) as store:  # the engine, writing while secautod runs
         store.save_job(make_job(id="interrupted", status="running"))
         store.save_job(make_job(id="waiting", status="pending"))
     daemon.kill()
@@ -155,7 +181,8 @@ def test_kill_9_then_restart_recovers_running_jobs(tmp_path: Path, daemons: Daem
         job = store.get_job("interrupted")
         assert job.status.value == "failed"
         assert job.completed_at is not None
-        assert job.error is not None and recovered["boot_id"] in job.error
+        assert job.error is not None
+        assert recovered["boot_id"] in job.error
         assert "restart" in job.error
         assert store.get_job("waiting").status.value == "pending"
 

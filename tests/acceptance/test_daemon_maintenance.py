@@ -23,7 +23,9 @@ def seed(tmp_path: Path, make_job: Any, running: int, pending: int = 0) -> None:
             store.save_job(make_job(id=f"wait-{index}", status="pending"))
 
 
-def test_recovered_jobs_are_posted_signed(tmp_path: Path, daemons: DaemonFactory, make_job: Any) -> None:
+def test_recovered_jobs_are_posted_signed(
+    tmp_path: Path, daemons: DaemonFactory, make_job: Any
+) -> None:
     """Each recovered job is POSTed as JSON with a valid HMAC-SHA256 signature; the secret is never logged."""
     seed(tmp_path, make_job, running=3, pending=2)
     with receiver() as hooks:
@@ -66,7 +68,8 @@ def test_receiver_outage_outlasting_a_restart_still_delivers(
     )
     first = daemons.start(config)
     failure = first.wait_for_event("webhook_failed")[0]
-    assert failure["attempt"] == 1 and failure["retry_in"] > 0
+    assert failure["attempt"] == 1
+    assert failure["retry_in"] > 0
     assert first.stop() == 0
     with JobStore(tmp_path / "data" / "jobs.db") as store:
         assert sum(summary.count for summary in store.state.outbox_summary()) == 2
@@ -74,11 +77,16 @@ def test_receiver_outage_outlasting_a_restart_still_delivers(
         second = daemons.start(config)
         wait_until(lambda: len(hooks.deliveries) >= 2, what="deliveries after restart")
         assert second.stop() == 0
-    assert sorted(delivery.json()["job"]["id"] for delivery in hooks.deliveries) == ["run-0", "run-1"]
+    assert sorted(delivery.json()["job"]["id"] for delivery in hooks.deliveries) == [
+        "run-0",
+        "run-1",
+    ]
     assert second.named("jobs_recovered")[0]["count"] == 0  # recovered once, by the first boot
 
 
-def test_endpoint_errors_are_retried_with_backoff(tmp_path: Path, daemons: DaemonFactory, make_job: Any) -> None:
+def test_endpoint_errors_are_retried_with_backoff(
+    tmp_path: Path, daemons: DaemonFactory, make_job: Any
+) -> None:
     """A 500 answer is retried with growing delays until the endpoint accepts the notification."""
     seed(tmp_path, make_job, running=1)
     with receiver(status=500) as hooks:
@@ -90,11 +98,14 @@ def test_endpoint_errors_are_retried_with_backoff(tmp_path: Path, daemons: Daemo
         assert daemon.stop() == 0
     assert [entry["attempt"] for entry in failures[:3]] == [1, 2, 3]
     delays = [entry["retry_in"] for entry in failures[:3]]
-    assert delays == sorted(delays) and delays[0] < delays[2]
+    assert delays == sorted(delays)
+    assert delays[0] < delays[2]
     assert all("HTTP 500" in entry["error"] for entry in failures)
 
 
-def test_first_start_backs_up_and_a_prompt_restart_does_not(tmp_path: Path, daemons: DaemonFactory) -> None:
+def test_first_start_backs_up_and_a_prompt_restart_does_not(
+    tmp_path: Path, daemons: DaemonFactory
+) -> None:
     """The first start takes a backup at once; restarting soon after schedules the next one a week out."""
     config = write_config(tmp_path)
     first = daemons.start(config)
@@ -102,7 +113,9 @@ def test_first_start_backs_up_and_a_prompt_restart_does_not(tmp_path: Path, daem
     first.wait_for_event("cleanup_completed")
     assert first.stop() == 0
     second = daemons.start(config)
-    scheduled = {entry["task"]: entry["next_run"] for entry in second.named("maintenance_scheduled")}
+    scheduled = {
+        entry["task"]: entry["next_run"] for entry in second.named("maintenance_scheduled")
+    }
     assert second.stop() == 0
     assert len(list((tmp_path / "data").glob("jobs.db.backup.*"))) == 1
     assert not second.named("backup_completed")
@@ -116,14 +129,23 @@ def test_first_start_backs_up_and_a_prompt_restart_does_not(tmp_path: Path, daem
     assert cleanup_next > now + timedelta(hours=23)
 
 
-def test_overdue_cleanup_runs_right_after_startup(tmp_path: Path, daemons: DaemonFactory, make_job: Any) -> None:
+def test_overdue_cleanup_runs_right_after_startup(
+    tmp_path: Path, daemons: DaemonFactory, make_job: Any
+) -> None:
     """A cleanup last run two days ago runs at start-up and deletes expired jobs."""
     now = utc_now()
     with JobStore(tmp_path / "data" / "jobs.db") as store:
         store.state.record_task_success("cleanup", now - timedelta(days=2), {"deleted": 0})
         store.state.record_task_success("backup", now - timedelta(hours=1), {})
         for index in range(4):
-            store.save_job(make_job(id=f"old-{index}", status="completed", created_at=now - timedelta(days=60), completed_at=now - timedelta(days=59)))
+            store.save_job(
+                make_job(
+                    id=f"old-{index}",
+                    status="completed",
+                    created_at=now - timedelta(days=60),
+                    completed_at=now - timedelta(days=59),
+                )
+            )
         store.save_job(make_job(id="fresh", status="completed", created_at=now, completed_at=now))
     daemon = daemons.start(write_config(tmp_path))
     completed = daemon.wait_for_event("cleanup_completed")[0]

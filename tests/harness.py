@@ -27,7 +27,9 @@ SECAUTOD = str(Path(sys.executable).parent / "secautod")
 DEADLINE = 20.0
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy, or fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -39,7 +41,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: st
         time.sleep(0.02)
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `secautod ARGS` to completion and capture its output."""
     return subprocess.run(
         [SECAUTOD, *args],
@@ -53,7 +57,10 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 6
 
 def write_config(directory: Path, **sections: Any) -> Path:
     """Write a config.yaml in `directory` with data in ./data and JSON logs, plus overrides."""
-    document: dict[str, Any] = {"data_directory": "data", "logging": {"level": "info", "format": "json"}}
+    document: dict[str, Any] = {
+        "data_directory": "data",
+        "logging": {"level": "info", "format": "json"},
+    }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(document.get(key), dict):
             document[key] = {**document[key], **value}
@@ -130,9 +137,13 @@ class Daemon:
         """The log events called `event`."""
         return [entry for entry in self.events() if entry.get("event") == event]
 
-    def wait_for_event(self, event: str, timeout: float = DEADLINE, count: int = 1) -> list[dict[str, Any]]:
+    def wait_for_event(
+        self, event: str, timeout: float = DEADLINE, count: int = 1
+    ) -> list[dict[str, Any]]:
         """Wait until `event` has been logged `count` times; return those entries."""
-        return wait_until(lambda: (found := self.named(event)) and len(found) >= count and found, timeout, event)
+        return wait_until(
+            lambda: (found := self.named(event)) and len(found) >= count and found, timeout, event
+        )
 
     def wait_ready(self) -> str:
         """Wait for READY=1 on the notify socket (or the daemon_ready log event)."""
