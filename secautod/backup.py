@@ -193,13 +193,15 @@ def restore_backup(
     database: Path,
     now: datetime,
     on_progress: Callable[[int, int], None] | None = None,
+    verified: DatabaseFileSummary | None = None,
 ) -> RestoreResult:
     """Replace `database` with a verified copy of `backup`, keeping the old file aside.
 
     The caller must hold the data directory's lock. The backup is verified
-    before anything is touched; the swap itself is one atomic rename.
+    before anything is touched (pass `verified` if the caller just did
+    that); the swap itself is one atomic rename.
     """
-    summary = verify_database_file(backup)
+    summary = verified if verified is not None else verify_database_file(backup)
     directory = database.parent
     stamp = now.astimezone(UTC).strftime(_STAMP_FORMAT)
     staged = directory / f".{database.name}.restore.{os.getpid()}{_PARTIAL_SUFFIX}"

@@ -231,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = getattr(importlib.import_module("secautod.commands"), args.handler)
         return int(handler(args))
     except SecautodError as exc:
-        print(f"secautod: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line, whatever the cause said
+        print(f"secautod: {message}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("secautod: interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any
 
 from secautod.backup import list_backups, resolve_backup, restore_backup
 from secautod.config import Config, find_config_path, load_config
-from secautod.database import verify_database_file
+from secautod.database import describe_problems, verify_database_file
 from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.legacy_import import import_legacy_file
@@ -30,7 +30,7 @@ from secautod.output import (
     size_text,
     table,
 )
-from secautod.runtime import open_store
+from secautod.runtime import open_store, restore_hint
 from secautod.status import StatusReport, build_status
 from secautod.store import JobStore
 from secautod.timestamps import format_timestamp, utc_now
@@ -171,6 +171,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = load(args)
     chosen = resolve_backup(args.backup, config.backup_directory, config.database_path.name)
     progress = Progress("restore")
+    progress.update(f"verifying {chosen.name}")
+    verified = verify_database_file(chosen)  # a bad backup is refused before anything is touched
     with DirectoryLock(config.data_directory).acquire("restore"):
         result = restore_backup(
             chosen,
@@ -179,6 +181,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             on_progress=lambda done, total: progress.update(
                 f"{size_text(done)} of {size_text(total)}"
             ),
+            verified=verified,
         )
     progress.done()
     with store_for(config) as store:  # brings an older backup's schema up to date
@@ -251,7 +254,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         version = store.schema_version
     if problems:
         raise StoreCorruptError(
-            f"{config.database_path} failed its integrity check: {'; '.join(problems)}"
+            f"{config.database_path} failed its integrity check: {describe_problems(problems)}; "
+            f"{restore_hint(config)}"
         )
     lines.append(
         f"database: ok ({config.database_path}, {stats.total} jobs, schema version {version})"

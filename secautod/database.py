@@ -260,7 +260,16 @@ def check_jobs_table(conn: sqlite3.Connection, path: Path, *, absent_ok: bool = 
 def integrity_problems(conn: sqlite3.Connection, limit: int = 20) -> list[str]:
     """Run `PRAGMA integrity_check`; return its complaints (empty when ok)."""
     rows = [str(row[0]) for row in conn.execute(f"PRAGMA integrity_check({int(limit)})")]
-    return [] if rows == ["ok"] else rows
+    if rows == ["ok"]:
+        return []
+    # One row may hold several newline-separated complaints.
+    return [line.strip(" *") for row in rows for line in row.splitlines() if line.strip(" *")]
+
+
+def describe_problems(problems: list[str], shown: int = 3) -> str:
+    """Summarise integrity complaints on one line: the first few and a count."""
+    text = "; ".join(problems[:shown])
+    return text if len(problems) <= shown else f"{text} (and {len(problems) - shown} more)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +299,9 @@ def verify_database_file(path: Path) -> DatabaseFileSummary:
     try:
         problems = integrity_problems(conn)
         if problems:
-            raise StoreCorruptError(f"{path} failed its integrity check: {'; '.join(problems)}")
+            raise StoreCorruptError(
+                f"{path} failed its integrity check: {describe_problems(problems)}"
+            )
         version = schema_version(conn)
         check_not_newer(version, path)
         check_jobs_table(conn, path)

@@ -39,6 +39,7 @@ from secautod.database import (
     check_jobs_table,
     connect,
     create_owner_only_file,
+    describe_problems,
     integrity_problems,
     migrate,
     prepare_directory,
@@ -412,7 +413,11 @@ class JobStore:
                     problems = integrity_problems(target)
                     version = schema_version(target)
                 if problems:
-                    raise BackupError(f"backup {partial} failed its integrity check: {problems}")
+                    raise BackupError(
+                        f"the backup copy failed its integrity check "
+                        f"({describe_problems(problems)}); the database itself may be "
+                        f"damaged: run 'secautod check'"
+                    )
                 if version != self.schema_version:
                     raise BackupError(f"backup {partial} has schema version {version}")
             finally:
