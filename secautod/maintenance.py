@@ -76,6 +76,7 @@ def run_cleanup(
 ) -> CleanupOutcome:
     """Delete finished jobs older than the retention period and record the run."""
     started = time.monotonic()
+    log.info("cleanup_started", retention_days=config.jobs.retention.total_seconds() / 86400)
     try:
         deleted = store.cleanup_old_jobs(
             config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
@@ -108,6 +109,7 @@ def run_backup(
     """Take a verified backup, keep only the newest `backup_keep`, record the run."""
     started = time.monotonic()
     directory = config.backup_directory
+    log.info("backup_started", directory=str(directory))
     try:
         path = store.backup_jobs(directory, now=now, should_stop=should_stop)
         pruned = prune_backups(directory, store.path.name, config.jobs.backup_keep, protect=path)

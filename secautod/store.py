@@ -17,8 +17,10 @@ import errno
 import json
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,6 +79,7 @@ CLEANUP_BATCH_SECONDS = 0.04
 CLEANUP_PAUSE_SECONDS = 0.015
 CLEANUP_WINDOW_ROWS = (256, 65_536)
 BACKUP_PAGES_PER_STEP = 1024
+STOP_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,7 +413,13 @@ class JobStore:
                     source.execute("COMMIT")
                     # Backups are single self-contained files, not WAL databases.
                     target.execute("PRAGMA journal_mode = DELETE")
-                    problems = integrity_problems(target)
+                    try:
+                        with _interrupted_on_stop(target, should_stop):
+                            problems = integrity_problems(target)
+                    except sqlite3.OperationalError:
+                        if should_stop is not None and should_stop():
+                            raise BackupAborted() from None
+                        raise
                     version = schema_version(target)
                 if problems:
                     raise BackupError(
@@ -503,6 +512,34 @@ def _decode_json(text: str, job_id: str, column: str) -> Any:
         return json.loads(text)
     except (TypeError, ValueError) as exc:
         raise StoreCorruptError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
+
+
+@contextmanager
+def _interrupted_on_stop(conn: sqlite3.Connection, should_stop: StopCheck | None) -> Iterator[None]:
+    """Interrupt `conn`'s running statement as soon as `should_stop` says so.
+
+    `PRAGMA integrity_check` runs as one VM step, so a progress handler never
+    gets a say; `interrupt()` from another thread does.
+    """
+    if should_stop is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if should_stop():
+                conn.interrupt()
+                return
+            finished.wait(STOP_POLL_SECONDS)
+
+    watcher = threading.Thread(target=watch, name="backup-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join()
 
 
 def _next_window(window: int, elapsed: float) -> int:

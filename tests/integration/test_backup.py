@@ -214,3 +214,27 @@ def test_restore_of_a_corrupt_backup_touches_nothing(
     assert files_in(store.path.parent) == sorted([*before, bad.name])
     with JobStore(store.path) as intact:
         assert intact.get_stats().total == 3
+
+
+def test_stop_during_the_integrity_check_aborts_it(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """A stop requested after the copy, while the copy is being verified, aborts and leaves nothing."""
+    store = make_store()
+    fill(store, make_job, 400, payload=5000)
+    before = files_in(store.path.parent)
+    calls: list[bool] = []
+
+    def copy_finished() -> bool:
+        # Byte 18 of the header turns from 2 (WAL) to 1 once the finished copy is
+        # switched to rollback-journal mode, just before its integrity check.
+        partials = list(store.path.parent.glob(".jobs.db.backup.*.partial"))
+        done = bool(partials) and partials[0].read_bytes()[18:19] == b"\x01"
+        calls.append(done)
+        return done
+
+    with pytest.raises(BackupAborted):
+        store.backup_jobs(now=now, should_stop=copy_finished)
+    assert calls[-1] is True, calls
+    assert False in calls, calls  # it copied first, then stopped
+    assert files_in(store.path.parent) == before

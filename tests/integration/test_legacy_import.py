@@ -48,12 +48,8 @@ def test_import_reads_fields_and_times_and_is_idempotent(make_store: Any, tmp_pa
     assert job.context == {"alert": "ü-ñ", "nested": {"list": [{"a": -1e-3}]}}
     assert job.error is None
     assert job.created_at.isoformat() == "2026-01-21T17:00:00+00:00"
-    assert (
-        job.started_at is not None
-    )
-    assert (
-        job.started_at.isoformat() == "2026-01-21T17:00:01.123000+00:00"
-    )
+    assert job.started_at is not None
+    assert job.started_at.isoformat() == "2026-01-21T17:00:01.123000+00:00"
     before = [(j.id, j.updated_at) for j in store.list_jobs()]
     second = import_legacy_file(store, source)
     assert (second.imported, second.skipped) == (0, 5)
