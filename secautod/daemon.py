@@ -21,11 +21,11 @@ from datetime import datetime
 from secautod import __version__
 from secautod.config import Config, load_config
 from secautod.database import prepare_directory
-from secautod.errors import EX_OK, ConfigError, SecautodError
+from secautod.errors import EX_OK, ConfigError, SecautodError, StoreCorruptError
 from secautod.jobs import JobStatus
 from secautod.lock import DirectoryLock
 from secautod.log import configure_logging, get_logger
-from secautod.runtime import open_store
+from secautod.runtime import open_store, with_restore_hint
 from secautod.scheduler import MaintenanceScheduler
 from secautod.store import JobStore
 from secautod.supervisor_state import Boot
@@ -76,6 +76,9 @@ class Daemon:
                 finally:
                     if self.stopped_cleanly:
                         store.close()
+        except StoreCorruptError as exc:
+            # Damage may only show once recovery reads the jobs, after the open.
+            raise with_restore_hint(exc, self.config) from exc
         finally:
             self.notifier.close()
 

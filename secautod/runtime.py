@@ -27,7 +27,14 @@ def open_store(
     except StoreError as exc:
         if not config.database_path.exists():
             raise
-        raise type(exc)(f"{exc}. {restore_hint(config)}") from exc
+        raise with_restore_hint(exc, config) from exc
+
+
+def with_restore_hint(exc: StoreError, config: Config) -> StoreError:
+    """Return `exc` with the restore hint appended (once)."""
+    if "secautod restore" in str(exc) or "No backup found" in str(exc):
+        return exc
+    return type(exc)(f"{exc}. {restore_hint(config)}")
 
 
 def restore_hint(config: Config) -> str:

@@ -117,7 +117,8 @@ class WebhookDispatcher:
         self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
 
     def start(self) -> None:
-        """Start delivering."""
+        """Start delivering (and say if notifications wait for endpoints no longer configured)."""
+        self._report_orphans()
         self._thread.start()
 
     def update(self, endpoints: Sequence[WebhookConfig], delivery: WebhookDeliveryConfig) -> None:
@@ -126,6 +127,7 @@ class WebhookDispatcher:
         self._delivery = delivery
         self._paused_until.clear()
         self._endpoint_failures.clear()
+        self._report_orphans()
         self._wake.set()
 
     def wake(self) -> None:
@@ -145,6 +147,17 @@ class WebhookDispatcher:
         return self._thread.is_alive() or not self._thread.ident
 
     # -- internals ---------------------------------------------------------------
+    def _report_orphans(self) -> None:
+        configured = {endpoint.url for endpoint in self._endpoints}
+        for summary in self._store.state.outbox_summary():
+            if summary.endpoint not in configured:
+                log.warning(
+                    "webhook_endpoint_not_configured",
+                    endpoint=redact_url(summary.endpoint),
+                    waiting=summary.count,
+                    hint="add the endpoint back to deliver them",
+                )
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:

@@ -103,3 +103,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     if os.environ.get("CI") and "site-packages" not in secautod.__file__:
         raise pytest.UsageError(f"CI must test the installed package, not {secautod.__file__}")
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Any]:
+    """Start real `secautod run` processes; any still running at the end are killed."""
+    from harness import SECAUTOD, DaemonFactory
+
+    if not Path(SECAUTOD).exists():
+        pytest.fail(f"the secautod executable is not installed at {SECAUTOD}")
+    factory = DaemonFactory(tmp_path)
+    yield factory
+    factory.cleanup()

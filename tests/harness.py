@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -281,3 +282,33 @@ def receiver(port: int = 0, status: int = 200) -> Iterator[WebhookReceiver]:
         yield server
     finally:
         server.close()
+
+
+def bulk_jobs(
+    database: Path,
+    count: int,
+    *,
+    status: str = "completed",
+    age_days: float = 60,
+    payload_bytes: int = 300,
+    prefix: str = "bulk",
+) -> None:
+    """Insert `count` jobs quickly with plain sqlite3 (the store must have created the file)."""
+    import datetime as dt
+
+    stamp = (dt.datetime.now(dt.UTC) - dt.timedelta(days=age_days)).strftime(
+        "%Y-%m-%d %H:%M:%S.000"
+    )
+    context = json.dumps({"blob": "x" * payload_bytes})
+    conn = sqlite3.connect(database)
+    conn.execute("PRAGMA synchronous = OFF")
+    rows = (
+        (f"{prefix}-{index}", status, '{"name":"bulk"}', context, stamp, stamp)
+        for index in range(count)
+    )
+    conn.executemany(
+        "INSERT INTO jobs (id, status, playbook, context, created_at, completed_at) VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.commit()
+    conn.close()
