@@ -322,8 +322,12 @@ def _parse_yaml(text: str, path: Path) -> object:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+        if isinstance(exc, yaml.reader.ReaderError):
+            where = f" character {exc.position + 1}"
+            problem = f"unacceptable character {exc.character!r} ({exc.reason})"
+        else:
+            problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: invalid YAML: {' '.join(problem.split())}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
 
@@ -337,7 +341,7 @@ def _section(value: object, prefix: str, name: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: expected a mapping of settings, got {_describe(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise ConfigError(f"{prefix}{key!r}: setting names must be text")
+            raise ConfigError(f"{prefix}{_shorten(repr(key))}: setting names must be text")
     return value
 
 
@@ -346,7 +350,7 @@ def _check_keys(section: Mapping[str, Any], prefix: str, known: tuple[str, ...])
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise ConfigError(f"{prefix}{key}: unknown setting{hint}")
+            raise ConfigError(f"{prefix}{_shown(key)}: unknown setting{hint}")
 
 
 def _get(
@@ -370,6 +374,11 @@ def _describe(value: object) -> str:
     if isinstance(value, (dict, list)):
         return f"a {'mapping' if isinstance(value, dict) else 'list'}"
     return _shorten(repr(value))
+
+
+def _shown(text: str) -> str:
+    """Show a name or path as is when it is plain, quoted when it holds odd characters."""
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -455,7 +464,8 @@ def _check_writable_directory(path: Path, key: str) -> None:
             break
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"{key}: {existing} exists and is not a directory")
+        raise ConfigError(f"{key}: {_shown(str(existing))} exists and is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not writable" if existing == path else f"cannot be created in {existing}"
-        raise ConfigError(f"{key}: {path} {what} by this user (uid {os.getuid()})")
+        where = _shown(str(existing))
+        what = "is not writable" if existing == path else f"cannot be created in {where}"
+        raise ConfigError(f"{key}: {_shown(str(path))} {what} by this user (uid {os.getuid()})")

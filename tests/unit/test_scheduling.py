@@ -108,6 +108,26 @@ def test_clock_jump_back_reschedules_within_one_interval(
         assert scheduler.shutdown(5)
 
 
+def test_clock_jump_forward_makes_each_task_due_once(scheduler_parts: Any) -> None:
+    """After the wall clock jumps ahead 5 days, overdue tasks are due now (once); others keep their time."""
+    store, config, clock = scheduler_parts
+    last_success = clock.wall - HOUR
+    scheduler = MaintenanceScheduler(store, config, clock.now, clock.monotonic)
+    scheduler.start()
+    try:
+        clock.wall += 5 * DAY
+        assert scheduler.check_clock() is True
+        after = scheduler.next_run_times()
+        assert after == {
+            "cleanup": clock.wall,
+            "backup": last_success + config.jobs.backup_interval,
+        }
+        assert scheduler.check_clock() is False  # settled: no second reschedule
+        assert scheduler.next_run_times() == after
+    finally:
+        assert scheduler.shutdown(5)
+
+
 def test_small_drift_is_not_a_jump(scheduler_parts: Any) -> None:
     """Ordinary time passing (wall and monotonic together) changes nothing."""
     store, config, clock = scheduler_parts
