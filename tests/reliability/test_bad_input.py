@@ -223,7 +223,9 @@ def test_api_round_trips_exactly_or_refuses_clearly(
         except InvalidJobError:
             return  # the id itself cannot be stored (an unpaired surrogate)
         return
-    assert not _has_nan(playbook) and not _has_nan(context) and not _has_nan(results)
+    assert not _has_nan(playbook)
+    assert not _has_nan(context)
+    assert not _has_nan(results)
     loaded = shared_store.load_job(job_id)
     assert loaded == job
     assert loaded is not None

@@ -66,7 +66,8 @@ def test_unreadable_config_exits_78(open_tree: Path) -> None:
     config.chmod(0o600)
     status, stderr = run_as_nobody("run", "--config", str(config))
     assert status == 78
-    assert "cannot read config file" in stderr and "Permission denied" in stderr
+    assert "cannot read config file" in stderr
+    assert "Permission denied" in stderr
     assert "Traceback" not in stderr
 
 
