@@ -385,7 +385,7 @@ class ConnectionPool:
         if connections:
             # Best effort: a reader in another process may keep part of the WAL alive.
             with suppress(sqlite3.Error):
-                connections[0].execute(queries.CHECKPOINT)
+                connections[0].execute(queries.CHECKPOINT_PASSIVE)
         for conn in connections:
             with suppress(sqlite3.Error):
                 conn.close()
@@ -410,7 +410,7 @@ def checkpoint_database_file(path: Path) -> None:
     except sqlite3.Error as exc:
         raise translate_error(exc, path, "checkpointing") from exc
     try:
-        conn.execute(queries.CHECKPOINT)
+        conn.execute(queries.CHECKPOINT_TRUNCATE)
     except sqlite3.Error as exc:
         raise translate_error(exc, path, "checkpointing") from exc
     finally:

@@ -27,7 +27,11 @@ RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VA
 JOBS_TABLE_INFO = "PRAGMA table_info(jobs)"
 PING = "SELECT count(*) FROM schema_migrations"
 NORMALIZE_TIMESTAMP = "SELECT strftime('%Y-%m-%d %H:%M:%f', ?)"
-CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
+# PASSIVE never waits and never blocks writers; RESTART/TRUNCATE block new writers
+# while they wait for readers (a long backup), so they are used only when no one
+# else can have the file open (restore, under the lock).
+CHECKPOINT_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+CHECKPOINT_TRUNCATE = "PRAGMA wal_checkpoint(TRUNCATE)"
 
 # -- jobs ---------------------------------------------------------------------
 UPSERT_JOB = f"""
