@@ -16,6 +16,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from secautod import __version__
 from secautod.errors import EX_UNEXPECTED, SecautodError
@@ -89,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         help_text: str,
         example: str,
         parents: Sequence[argparse.ArgumentParser] = (),
-        **kwargs: object,
+        group: Any = commands,
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
+        sub: argparse.ArgumentParser = group.add_parser(
             name,
             help=help_text,
             description=help_text,
@@ -117,16 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     def job_command(
         name: str, handler: str, help_text: str, example: str, json_flag: bool = True
     ) -> argparse.ArgumentParser:
-        sub = job_commands.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            epilog=f"example:\n  {example}\n\n{EXIT_STATUSES}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            parents=[common, as_json] if json_flag else [common],
-        )
-        sub.set_defaults(handler=handler)
-        return sub
+        parents = [as_json] if json_flag else []
+        return command(name, handler, help_text, example, parents, group=job_commands)
 
     listing = job_command(
         "list",

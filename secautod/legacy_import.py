@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from secautod.database import JOBS_COLUMNS
 from secautod.errors import ImportFormatError, InvalidJobError
 from secautod.jobs import Job, JobStatus
 from secautod.store import JobStore
@@ -24,18 +25,6 @@ CHUNK_CHARS = 1 << 20
 # A parse error this close to the end of the buffer may just be a value cut
 # by the chunk boundary (`tr|ue`, `-|1`), so more text is read before judging.
 _BOUNDARY_SLACK = 16
-_FIELDS = (
-    "id",
-    "status",
-    "playbook",
-    "context",
-    "results",
-    "error",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "updated_at",
-)
 _DECODER = json.JSONDecoder()
 
 
@@ -93,7 +82,7 @@ def legacy_job(job_id: str, value: object) -> Job:
     """Turn one legacy job object into a `Job`, naming the field of any problem."""
     if not isinstance(value, dict):
         raise InvalidJobError(f"job {job_id!r}: expected an object, got {type(value).__name__}")
-    unknown = sorted(set(value) - set(_FIELDS))
+    unknown = sorted(set(value) - set(JOBS_COLUMNS))
     if unknown:
         raise InvalidJobError(f"job {job_id!r}: unknown field {unknown[0]!r}")
     if value.get("id", job_id) != job_id:

@@ -8,8 +8,8 @@ logs one event. Nothing here decides *when* to run: that is `scheduler.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,16 +77,10 @@ def run_cleanup(
     """Delete finished jobs older than the retention period and record the run."""
     started = time.monotonic()
     log.info("cleanup_started", retention_days=config.jobs.retention.total_seconds() / 86400)
-    try:
+    with _outcome_logged(store, CLEANUP, now):
         deleted = store.cleanup_old_jobs(
             config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
         )
-    except OperationAborted as exc:
-        log.warning("cleanup_aborted", reason=str(exc))
-        raise
-    except SecautodError as exc:
-        _record_failure(store, CLEANUP, now, exc)
-        raise
     outcome = CleanupOutcome(deleted, _elapsed_ms(started))
     store.state.record_task_success(
         CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms}
@@ -110,18 +104,12 @@ def run_backup(
     started = time.monotonic()
     directory = config.backup_directory
     log.info("backup_started", directory=str(directory))
-    try:
+    with _outcome_logged(store, BACKUP, now):
         path = store.backup_jobs(directory, now=now, should_stop=should_stop)
-        pruned = prune_backups(directory, store.path.name, config.jobs.backup_keep, protect=path)
-    except OperationAborted as exc:
-        log.warning("backup_aborted", reason=str(exc))
-        raise
-    except SecautodError as exc:
-        _record_failure(store, BACKUP, now, exc)
-        raise
-    except OSError as exc:  # pruning old files
-        _record_failure(store, BACKUP, now, exc)
-        raise StoreError(f"pruning old backups in {directory} failed: {exc.strerror}") from exc
+        try:
+            pruned = prune_backups(directory, store.path.name, config.jobs.backup_keep, path)
+        except OSError as exc:
+            raise StoreError(f"pruning old backups in {directory} failed: {exc.strerror}") from exc
     if pruned:
         store.state.forget_backups(pruned)
         log.info(
@@ -142,11 +130,20 @@ def run_backup(
     return outcome
 
 
-def _record_failure(store: JobStore, task: str, now: datetime, exc: BaseException) -> None:
-    log.error(f"{task}_failed", error=str(exc), error_type=type(exc).__name__)
-    # The store itself may be what failed; the log line above is then the record.
-    with suppress(SecautodError):
-        store.state.record_task_failure(task, now, str(exc))
+@contextmanager
+def _outcome_logged(store: JobStore, task: str, now: datetime) -> Iterator[None]:
+    """Log `<task>_aborted` or `<task>_failed` (and record the failure) for the block."""
+    try:
+        yield
+    except OperationAborted as exc:
+        log.warning(f"{task}_aborted", reason=str(exc))
+        raise
+    except SecautodError as exc:
+        log.error(f"{task}_failed", error=str(exc), error_type=type(exc).__name__)
+        # The store itself may be what failed; the log line above is then the record.
+        with suppress(SecautodError):
+            store.state.record_task_failure(task, now, str(exc))
+        raise
 
 
 def _elapsed_ms(started: float) -> int:

@@ -13,12 +13,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
+from harness import wait_until  # noqa: F401 - re-exported for the deployment tests
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "secautod.service"
@@ -31,18 +32,6 @@ SECAUTOD = Path(sys.executable).parent / "secautod"
 SYSTEM_CONFIG = "/etc/secautod/config.yaml"
 DEADLINE = 30.0
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "it") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @functools.cache
