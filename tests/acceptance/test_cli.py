@@ -320,3 +320,48 @@ def test_pending_recovered_status_values_are_known(installation: Path) -> None:
     """The status filter accepts every JobStatus value."""
     for status in JobStatus:
         assert cli(installation, "jobs", "list", "--status", status.value).returncode == 0
+
+
+def run_with_terminal_stderr(*args: str) -> tuple[int, str, str]:
+    """Run secautod with stderr on a pseudo-terminal and stdout on a pipe."""
+    import os
+    import pty
+    import subprocess
+
+    from harness import SECAUTOD
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen([SECAUTOD, *args], stdout=subprocess.PIPE, stderr=follower, text=True) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stdout = process.stdout.read() if process.stdout else ""
+        status = process.wait(60)
+    os.close(leader)
+    return status, stdout, b"".join(chunks).decode(errors="replace")
+
+
+def test_long_operations_show_progress_only_on_a_terminal(tmp_path: Path) -> None:
+    """cleanup, backup and import-json draw progress on a terminal stderr and print nothing there when piped."""
+    from harness import bulk_jobs
+
+    config = write_config(tmp_path)
+    JobStore(tmp_path / "data" / "jobs.db").close()
+    bulk_jobs(tmp_path / "data" / "jobs.db", 30_000, age_days=90)
+    status, stdout, terminal = run_with_terminal_stderr("cleanup", "--config", str(config))
+    assert status == 0
+    assert "cleanup: " in terminal and "deleted" in terminal
+    assert "deleted 30000 finished job(s)" in stdout  # the result itself still goes to stdout
+    status, _, terminal = run_with_terminal_stderr("backup", "--config", str(config))
+    assert status == 0
+    assert "backup: " in terminal
+    piped = cli(config, "backup")
+    assert piped.returncode == 0
+    assert piped.stderr == ""
