@@ -420,6 +420,10 @@ class JobStore:
                         if should_stop is not None and should_stop():
                             raise BackupAborted() from None
                         raise
+                    # A stop requested at any point before publishing aborts, even
+                    # if the check finished before the interrupt could land.
+                    if should_stop is not None and should_stop():
+                        raise BackupAborted()
                     version = schema_version(target)
                 if problems:
                     raise BackupError(

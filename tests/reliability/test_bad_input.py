@@ -248,12 +248,19 @@ hostile = st.one_of(
 )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def canary_store(workdir: Path) -> Iterator[JobStore]:
+    """A store holding one job only, so no hostile string can be a real id."""
+    with JobStore(workdir / "canary.db") as store:
+        yield store
+
+
 @SETTINGS
 @given(value=hostile)
-def test_hostile_filter_text_is_always_bound(shared_store: JobStore, value: str) -> None:
+def test_hostile_filter_text_is_always_bound(canary_store: JobStore, value: str) -> None:
     """Filter values are bound, never SQL: a bad value is an error, and the table is untouched."""
     assume(value not in {status.value for status in JobStatus})
-    shared_store.save_job(
+    canary_store.save_job(
         Job(
             id="canary",
             status=JobStatus.PENDING,
@@ -262,16 +269,16 @@ def test_hostile_filter_text_is_always_bound(shared_store: JobStore, value: str)
             created_at=datetime(2026, 1, 1, tzinfo=UTC),
         )
     )
-    before = shared_store.get_stats().total
+    before = canary_store.get_stats().total
     with pytest.raises(InvalidJobError):
-        shared_store.list_jobs(status=value)
+        canary_store.list_jobs(status=value)
     if value != "canary":
         with pytest.raises(JobNotFoundError):
-            shared_store.list_jobs(after=value)
-        assert shared_store.load_job(value) is None
-        assert shared_store.delete_job(value) is False
-    assert shared_store.get_stats().total == before
-    assert shared_store.get_job("canary").status is JobStatus.PENDING
+            canary_store.list_jobs(after=value)
+        assert canary_store.load_job(value) is None
+        assert canary_store.delete_job(value) is False
+    assert canary_store.get_stats().total == before
+    assert canary_store.get_job("canary").status is JobStatus.PENDING
 
 
 def test_hostile_ids_through_the_cli(tmp_path: Path) -> None:
