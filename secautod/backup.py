@@ -9,13 +9,15 @@ check) is the store's; this module only moves files.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from secautod.database import (
@@ -25,11 +27,13 @@ from secautod.database import (
     verify_database_file,
 )
 from secautod.errors import NotFoundError, StoreError
+from secautod.timestamps import require_aware
 
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
 _BACKUP_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})(?:-(?P<sequence>\d+))?$")
 _PARTIAL_SUFFIX = ".partial"
 _COPY_CHUNK_BYTES = 4 * 1024 * 1024
+STALE_PARTIAL_AGE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,7 @@ class BackupFile:
 
 def backup_name(database_name: str, taken_at: datetime, sequence: int = 1) -> str:
     """Return the final file name of a backup taken at `taken_at`."""
-    stamp = taken_at.astimezone(UTC).strftime(_STAMP_FORMAT)
+    stamp = require_aware(taken_at, "taken_at").strftime(_STAMP_FORMAT)
     return f"{database_name}.backup.{stamp}" + (f"-{sequence}" if sequence > 1 else "")
 
 
@@ -106,17 +110,30 @@ def prune_backups(
 
 
 def partial_path(directory: Path, database_name: str, taken_at: datetime) -> Path:
-    """Return the temporary name a backup is written under, unique to this process."""
-    return directory / f".{backup_name(database_name, taken_at)}.{os.getpid()}{_PARTIAL_SUFFIX}"
+    """Return a fresh temporary name for a backup: the writer's pid and a random token."""
+    token = secrets.token_hex(4)
+    name = backup_name(database_name, taken_at)
+    return directory / f".{name}.{os.getpid()}-{token}{_PARTIAL_SUFFIX}"
 
 
-def remove_stale_partials(directory: Path, database_name: str) -> list[Path]:
-    """Delete `.partial` files left by backup processes that no longer run."""
+def remove_stale_partials(
+    directory: Path, database_name: str, now: datetime | None = None
+) -> list[Path]:
+    """Delete `.partial` files left behind by backups that died.
+
+    A file counts as left behind when its writer's pid is not running here
+    and it has not changed for `STALE_PARTIAL_AGE` (pids mean nothing across
+    containers sharing a volume; a backup in progress keeps writing).
+    """
     removed = []
-    prefix = f".{database_name}."
-    for path in directory.glob(f"{prefix}*{_PARTIAL_SUFFIX}*"):
+    cutoff = (now or datetime.now(UTC)).timestamp() - STALE_PARTIAL_AGE.total_seconds()
+    for path in directory.glob(f".{database_name}.*{_PARTIAL_SUFFIX}*"):
         owner = _partial_owner_pid(path.name)
-        if owner is not None and owner != os.getpid() and not _process_exists(owner):
+        try:
+            idle = path.stat().st_mtime < cutoff
+        except FileNotFoundError:
+            continue
+        if idle and (owner is None or not _process_exists(owner)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -203,11 +220,11 @@ def restore_backup(
     """
     summary = verified if verified is not None else verify_database_file(backup)
     directory = database.parent
-    stamp = now.astimezone(UTC).strftime(_STAMP_FORMAT)
+    stamp = require_aware(now, "now").strftime(_STAMP_FORMAT)
     staged = directory / f".{database.name}.restore.{os.getpid()}{_PARTIAL_SUFFIX}"
     try:
         _copy_private(backup, staged, on_progress)
-        previous = _set_aside(database, directory / f"{database.name}.pre-restore-{stamp}")
+        previous = _set_aside(database, f"{database.name}.pre-restore-{stamp}")
         os.replace(staged, database)
         fsync_directory(directory)
     except OSError as exc:
@@ -216,22 +233,55 @@ def restore_backup(
     return RestoreResult(summary, database, previous)
 
 
-def _set_aside(database: Path, aside: Path) -> Path | None:
-    """Keep the current database (and any WAL) under `aside`; it stays in place too."""
-    if not database.exists():
-        return None
-    # A damaged file cannot be checkpointed; its WAL is then kept beside it below.
-    with suppress(StoreError):
-        checkpoint_database_file(database)
-    try:
-        os.link(database, aside)
-    except OSError:
-        shutil.copy2(database, aside)
-    for suffix in ("-wal", "-shm"):
+def _set_aside(database: Path, aside_name: str) -> Path | None:
+    """Keep the current database, with any WAL, under a new unique name.
+
+    Companion files (-wal, -shm, -journal) are always moved away, even when
+    the database itself is missing: left in place, SQLite would replay an
+    old WAL onto the restored file.
+    """
+    kept = _unique_name(database.parent, aside_name) if database.exists() else None
+    if kept is not None:
+        # A damaged file cannot be checkpointed; its WAL is then kept beside it.
+        with suppress(StoreError):
+            checkpoint_database_file(database)
+        _link_or_copy(database, kept)
+    for suffix in ("-wal", "-shm", "-journal"):
         companion = database.with_name(database.name + suffix)
-        if companion.exists():
-            os.replace(companion, aside.with_name(aside.name + suffix))
-    return aside
+        if not companion.exists():
+            continue
+        if kept is not None:
+            os.replace(companion, kept.with_name(kept.name + suffix))
+        else:
+            companion.unlink()
+    return kept
+
+
+def _unique_name(directory: Path, name: str) -> Path:
+    """Return `directory/name`, or `name-2`, `name-3`, ... if taken."""
+    candidate, sequence = directory / name, 1
+    while candidate.exists():
+        sequence += 1
+        candidate = directory / f"{name}-{sequence}"
+    return candidate
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make `target` hold `source`'s content, never overwriting an existing file."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        with (
+            source.open("rb") as src,
+            open(
+                os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DATABASE_FILE_MODE), "wb"
+            ) as out,
+        ):
+            shutil.copyfileobj(src, out, _COPY_CHUNK_BYTES)
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def _copy_private(
@@ -253,7 +303,8 @@ def _copy_private(
 
 def _partial_owner_pid(file_name: str) -> int | None:
     stem = file_name.split(_PARTIAL_SUFFIX)[0]
-    _, _, pid = stem.rpartition(".")
+    _, _, owner = stem.rpartition(".")
+    pid = owner.partition("-")[0]
     return int(pid) if pid.isdigit() else None
 
 

@@ -42,16 +42,18 @@ exit statuses:
 def point_in_time(text: str) -> datetime:
     """Parse --since/--until: ISO 8601 (UTC unless an offset is given) or an age like 7d."""
     match = _RELATIVE.match(text.strip())
-    if match:
-        seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
-        return datetime.now(UTC) - timedelta(seconds=seconds)
     try:
+        if match:
+            seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
+            return datetime.now(UTC) - timedelta(seconds=seconds)
         parsed = datetime.fromisoformat(text.strip())
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither an ISO 8601 time (2026-01-21T10:00:00Z) nor an age (30m, 24h, 7d)"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the range of dates") from None
 
 
 def positive_limit(text: str) -> int:
@@ -224,8 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = getattr(importlib.import_module("secautod.commands"), args.handler)
         return int(handler(args))
     except SecautodError as exc:
-        message = " ".join(str(exc).split())  # always one line, whatever the cause said
-        print(f"secautod: {message}", file=sys.stderr)
+        if not exc.reported:
+            message = " ".join(str(exc).split())  # always one line, whatever the cause said
+            print(f"secautod: {message}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("secautod: interrupted", file=sys.stderr)
@@ -235,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EX_UNEXPECTED
-    except Exception:
+    except Exception as exc:
+        if getattr(exc, "reported", False):  # the daemon logged it, traceback included
+            return EX_UNEXPECTED
         traceback.print_exc()
         print(
             "secautod: unexpected error (a bug); please report it with the traceback above",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from secautod.backup import list_backups, resolve_backup, restore_backup
-from secautod.config import Config, find_config_path, load_config
+from secautod.config import Config, find_config_path, load_config, redact_url
 from secautod.database import describe_problems, verify_database_file
 from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
 from secautod.jobs import Job, JobStats, JobStatus
@@ -385,7 +385,9 @@ def _status_dict(report: StatusReport) -> dict[str, Any]:
             "size_bytes": backup.size_bytes,
             "verified": backup.verified,
         },
-        "undelivered_notifications": {summary.endpoint: summary.count for summary in report.outbox},
+        "undelivered_notifications": {
+            redact_url(summary.endpoint): summary.count for summary in report.outbox
+        },
         "problems": report.problems,
     }
 

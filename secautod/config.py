@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -126,6 +126,18 @@ class Config:
         return self.jobs.backup_directory or self.data_directory
 
 
+def redact_url(url: str) -> str:
+    """Drop credentials and query from a URL before it is shown or logged."""
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        host = "(invalid host or port)"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def find_config_path(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path:
     """Choose the config file: the option, then $SECAUTOD_CONFIG, then the defaults."""
     if explicit:
@@ -164,7 +176,9 @@ def parse_config(document: object, path: Path, environ: Mapping[str, str] = os.e
     top = _section(document, "", "top level")
     base = path.parent
     _check_keys(top, "", _TOP_KEYS)
-    data_directory = _resolve(base, _get(top, "data_directory", "", _text, "data"))
+    data_directory = _resolve(
+        base, _get(top, "data_directory", "", _text, "data"), "data_directory"
+    )
     _check_writable_directory(data_directory, "data_directory")
     jobs = _parse_jobs(top.get("jobs"), base)
     if jobs.backup_directory is not None:
@@ -232,7 +246,9 @@ def _parse_jobs(value: object, base: Path) -> JobsConfig:
         backup_enabled=_get(section, "backup_enabled", p, _boolean, True),
         backup_interval=_get(section, "backup_interval", p, _hours, timedelta(hours=168)),
         backup_keep=_get(section, "backup_keep", p, _positive_int, 8),
-        backup_directory=None if directory is None else _resolve(base, directory),
+        backup_directory=None
+        if directory is None
+        else _resolve(base, directory, "jobs.backup_directory"),
         retry_delay=_get(section, "retry_delay_seconds", p, _seconds, timedelta(minutes=5)),
     )
 
@@ -254,8 +270,14 @@ def _parse_webhook(value: object, p: str, environ: Mapping[str, str]) -> Webhook
         raise ConfigError(f"{p}url: required (the endpoint to POST notifications to)")
     url = _get(section, "url", p, _text, "")
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+    except ValueError as exc:
+        raise ConfigError(f"{p}url: {exc} in {redact_url(url)!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{p}url: expected an http:// or https:// URL with a host, got {url!r}")
+        raise ConfigError(
+            f"{p}url: expected an http:// or https:// URL with a host, got {redact_url(url)!r}"
+        )
     secret_env = _get(section, "secret_env", p, _optional(_text), None)
     secret = None
     if secret_env is not None:
@@ -400,9 +422,15 @@ def _boolean(value: object) -> bool:
 def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected a positive number, got {_describe(value)}")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"expected a positive number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(
+            f"expected a positive number, got one too large: {_describe(value)}"
+        ) from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"expected a positive number, got {_describe(value)}")
+    return number
 
 
 def _positive_int(value: object) -> int:
@@ -452,18 +480,27 @@ def _duration(value: object, unit: str, seconds_per_unit: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _resolve(base: Path, value: str) -> Path:
-    return (base / Path(value).expanduser()).absolute()
+def _resolve(base: Path, value: str, key: str) -> Path:
+    try:
+        return (base / Path(value).expanduser()).absolute()
+    except RuntimeError as exc:  # ~user naming no user
+        raise ConfigError(f"{key}: cannot expand {_shown(value)}: {exc}") from None
 
 
 def _check_writable_directory(path: Path, key: str) -> None:
     """Refuse a directory that cannot be created or written, without creating it."""
     existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
+    try:
+        while not existing.exists():
+            if existing.parent == existing:
+                break
+            existing = existing.parent
+        is_directory = existing.is_dir()
+    except OSError as exc:  # e.g. a parent this user may not search
+        raise ConfigError(
+            f"{key}: cannot inspect {_shown(str(existing))}: {exc.strerror} (uid {os.getuid()})"
+        ) from None
+    if not is_directory:
         raise ConfigError(f"{key}: {_shown(str(existing))} exists and is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         where = _shown(str(existing))

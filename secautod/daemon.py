@@ -19,9 +19,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from secautod import __version__
-from secautod.config import Config, load_config
+from secautod.config import Config, load_config, redact_url
 from secautod.database import prepare_directory
-from secautod.errors import EX_OK, ConfigError, SecautodError, StoreCorruptError
+from secautod.errors import EX_OK, SecautodError, StoreCorruptError
 from secautod.jobs import JobStatus
 from secautod.lock import DirectoryLock
 from secautod.log import configure_logging, get_logger
@@ -31,7 +31,7 @@ from secautod.store import JobStore
 from secautod.supervisor_state import Boot
 from secautod.systemd import Notifier
 from secautod.timestamps import format_timestamp, utc_now
-from secautod.webhooks import WebhookDispatcher, redact_url
+from secautod.webhooks import WebhookDispatcher
 
 log = get_logger("secautod.daemon")
 
@@ -86,13 +86,18 @@ class Daemon:
     def _run_with_store(self, store: JobStore) -> int:
         log.info("store_opened", path=str(store.path), schema_version=store.schema_version)
         self._recover(store)
-        scheduler = MaintenanceScheduler(store, self.config, self.clock)
+        scheduler = MaintenanceScheduler(
+            store,
+            self.config,
+            self.clock,
+            on_task_finished=lambda _task: self.notifier.status(self._status_line(store)),
+        )
         dispatcher = WebhookDispatcher(
             store, self.config.webhooks, self.config.webhook_delivery, self.clock
         )
         scheduler.start()
-        dispatcher.start()
         try:
+            dispatcher.start()
             self.notifier.ready(self._status_line(store))
             log.info(
                 "daemon_ready",
@@ -114,8 +119,8 @@ class Daemon:
         store.state.record_boot(
             Boot(self.boot_id, now, os.getpid(), __version__, recovered_jobs=len(recovered))
         )
-        for job in recovered:
-            log.info("job_recovered", job_id=job.id, boot_id=self.boot_id)
+        for job_id in recovered:
+            log.info("job_recovered", job_id=job_id, boot_id=self.boot_id)
         log.info(
             "jobs_recovered",
             count=len(recovered),
@@ -142,7 +147,10 @@ class Daemon:
     def _tick(
         self, store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
     ) -> None:
-        scheduler.check_clock()
+        try:
+            scheduler.check_clock()
+        except SecautodError as exc:  # rescheduling reads the store; try again next tick
+            log.error("clock_check_failed", error=str(exc))
         if self.notifier.watchdog_interval is None:
             return
         problem = _health_problem(store, scheduler, dispatcher)
@@ -158,15 +166,22 @@ class Daemon:
         log.info("reload_started", config=str(self.config.path))
         try:
             new = load_config(self.config.path)
-        except ConfigError as exc:
-            log.error("reload_failed", error=str(exc), kept="previous configuration")
+            restart_required = _restart_required(self.config, new)
+            # What cannot change under a running store stays as it was until a restart.
+            new = replace(
+                new, data_directory=self.config.data_directory, storage=self.config.storage
+            )
+            scheduler.apply(new)  # reads the store before changing anything
+        except Exception as exc:  # whatever went wrong, the running daemon carries on
+            log.error(
+                "reload_failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+                kept="previous configuration",
+            )
             self.notifier.ready(self._status_line(store))
             return
-        restart_required = _restart_required(self.config, new)
-        # What cannot change under a running store stays as it was until a restart.
-        new = replace(new, data_directory=self.config.data_directory, storage=self.config.storage)
         configure_logging(new.logging.level, new.logging.format)
-        scheduler.apply(new)
         dispatcher.update(new.webhooks, new.webhook_delivery)
         self.config = new
         log.info(
@@ -268,7 +283,17 @@ def run_daemon(config: Config) -> int:
         webhooks=len(config.webhooks),
     )
     daemon = Daemon(config)
-    status = daemon.run()
+    try:
+        status = daemon.run()
+    except SecautodError as exc:
+        # Logged as an event, so stderr stays one JSON object per line.
+        log.error("daemon_failed", error=str(exc), exit_status=exc.exit_status)
+        exc.reported = True
+        raise
+    except Exception as exc:
+        log.exception("daemon_crashed")
+        exc.reported = True  # type: ignore[attr-defined]
+        raise
     if not daemon.stopped_cleanly:
         # Worker threads that ignored the deadline would otherwise keep the
         # interpreter from exiting.

@@ -1,6 +1,7 @@
 """SQLite mechanics for the store: connections, transactions, migrations, errors.
 
-Only this module and `store.py` import `sqlite3`. Every connection is made by
+Only the store layer imports `sqlite3`: this module, `store.py` and
+`supervisor_state.py`. Every connection is made by
 `connect()`, which sets every pragma; every write runs inside
 `transaction()`; every driver error is turned into a `StoreError` by
 `translate_error()` at the boundary that knows which file and action it was.
@@ -221,7 +222,10 @@ def migrate(conn: sqlite3.Connection, path: Path, now: datetime, target: int | N
     Returns the version the file is at afterwards.
     """
     target = LATEST_SCHEMA_VERSION if target is None else target
-    check_not_newer(schema_version(conn), path)
+    current = schema_version(conn)
+    check_not_newer(current, path)
+    if current >= target:
+        return current  # the usual case: a plain read, no write lock
     for migration in MIGRATIONS:
         if migration.version > target:
             break
@@ -329,11 +333,15 @@ class ConnectionPool:
         self._connections: dict[int, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
+        self._inherited: list[sqlite3.Connection] = []
 
     def connection(self) -> sqlite3.Connection:
         """Return this thread's connection, opening it on first use."""
         if self._closed:
             raise StoreError(f"the job store {self.path} is closed")
+        if os.getpid() != self._pid:
+            self._forget_inherited()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self.open_connection("opening")
@@ -394,6 +402,19 @@ class ConnectionPool:
     def closed(self) -> bool:
         """Tell whether `close()` has been called."""
         return self._closed
+
+    def _forget_inherited(self) -> None:
+        """After fork(), set the parent's connections aside unused and unclosed.
+
+        SQLite connections must not cross fork(): using one in the child, or
+        even closing it, can break the parent's locks and WAL. They are kept
+        referenced (so garbage collection never closes them) and new ones open.
+        """
+        with self._lock:
+            self._inherited.extend(self._connections.values())
+            self._connections.clear()
+            self._local = threading.local()
+            self._pid = os.getpid()
 
     def _close_orphans(self) -> None:
         """Close connections whose threads have ended (called under the lock)."""

@@ -22,6 +22,8 @@ class SecautodError(Exception):
     """secautod could not do what was asked."""
 
     exit_status = EX_UNEXPECTED
+    # Set once the error has been logged as an event, so the CLI does not print it twice.
+    reported = False
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -41,6 +43,14 @@ class StoreError(SecautodError):
 
 class StoreCorruptError(StoreError):
     """The database file is damaged or is not a secautod job store."""
+
+
+class UnreadableJobError(StoreError):
+    """A row in the jobs table holds values secautod cannot read.
+
+    Another program wrote it; the file itself is sound, so a restore is not
+    the cure: fix or delete the row (`secautod jobs delete ID`).
+    """
 
 
 class SchemaVersionError(StoreError):

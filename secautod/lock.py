@@ -5,12 +5,17 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 from secautod.errors import LockHeldError, StoreError
 
 LOCK_FILE_NAME = "secautod.lock"
+# `holder_pid` (e.g. `secautod status` as a health check) holds a shared lock
+# for microseconds; a starting daemon retries this long before giving up.
+PROBE_RETRIES = 10
+PROBE_RETRY_SECONDS = 0.02
 
 
 class DirectoryLock:
@@ -31,7 +36,7 @@ class DirectoryLock:
         except OSError as exc:
             raise StoreError(f"cannot open lock file {self.path}: {exc.strerror}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_with_patience(fd)
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
@@ -63,6 +68,17 @@ class DirectoryLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _lock_with_patience(fd: int) -> None:
+    """Take the exclusive lock, riding out `holder_pid`'s brief shared probes."""
+    for _ in range(PROBE_RETRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(PROBE_RETRY_SECONDS)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def holder_pid(directory: Path) -> int | None:

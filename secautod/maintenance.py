@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from secautod.backup import prune_backups
 from secautod.config import Config
@@ -53,9 +54,15 @@ def first_run_time(last_success: datetime | None, interval: timedelta, now: date
     return min(max(last_success + interval, now), now + interval)
 
 
+def doubling_delay(attempt: int, first: timedelta, cap: timedelta) -> timedelta:
+    """Return the wait before retry number `attempt` (1-based): `first`, doubling, at most `cap`."""
+    seconds = first.total_seconds() * 2.0 ** min(attempt - 1, 64)
+    return min(timedelta(seconds=min(seconds, cap.total_seconds())), cap)
+
+
 def retry_delay(failures: int, first: timedelta, interval: timedelta) -> timedelta:
-    """Return the wait before retry number `failures` (1-based): doubling, at most `interval`."""
-    return min(first * (1 << min(failures - 1, 30)), interval)
+    """Return the wait before maintenance retry number `failures`: doubling, at most `interval`."""
+    return doubling_delay(failures, first, interval)
 
 
 def task_intervals(config: Config) -> dict[str, timedelta]:
@@ -82,9 +89,7 @@ def run_cleanup(
             config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
         )
     outcome = CleanupOutcome(deleted, _elapsed_ms(started))
-    store.state.record_task_success(
-        CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms}
-    )
+    _record_success(store, CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms})
     log.info(
         "cleanup_completed",
         deleted=deleted,
@@ -111,12 +116,14 @@ def run_backup(
         except OSError as exc:
             raise StoreError(f"pruning old backups in {directory} failed: {exc.strerror}") from exc
     if pruned:
-        store.state.forget_backups(pruned)
+        with suppress(SecautodError):  # stale records of deleted files are harmless
+            store.state.forget_backups(pruned)
         log.info(
             "backups_pruned", removed=[str(path) for path in pruned], kept=config.jobs.backup_keep
         )
     outcome = BackupOutcome(path, path.stat().st_size, _elapsed_ms(started), tuple(pruned))
-    store.state.record_task_success(
+    _record_success(
+        store,
         BACKUP,
         now,
         {"path": str(path), "size_bytes": outcome.size_bytes, "duration_ms": outcome.duration_ms},
@@ -128,6 +135,15 @@ def run_backup(
         duration_ms=outcome.duration_ms,
     )
     return outcome
+
+
+def _record_success(store: JobStore, task: str, now: datetime, result: dict[str, Any]) -> None:
+    """Remember a successful run; the work is done even if remembering fails."""
+    try:
+        store.state.record_task_success(task, now, result)
+    except SecautodError as exc:
+        # The next start may repeat the task early; nothing else is lost.
+        log.warning("maintenance_record_failed", task=task, error=str(exc))
 
 
 @contextmanager

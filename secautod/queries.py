@@ -30,6 +30,11 @@ NORMALIZE_TIMESTAMP = "SELECT strftime('%Y-%m-%d %H:%M:%f', ?)"
 # PASSIVE never waits and never blocks writers; RESTART/TRUNCATE block new writers
 # while they wait for readers (a long backup), so they are used only when no one
 # else can have the file open (restore, under the lock).
+# A backup pins one snapshot with a read transaction across all its steps.
+BEGIN_READ = "BEGIN"
+END_READ = "COMMIT"
+# Backups are single self-contained files, not WAL databases.
+USE_ROLLBACK_JOURNAL = "PRAGMA journal_mode = DELETE"
 CHECKPOINT_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
 CHECKPOINT_TRUNCATE = "PRAGMA wal_checkpoint(TRUNCATE)"
 
@@ -98,9 +103,11 @@ def list_jobs_query(filters: frozenset[str], limited: bool) -> str:
 
 
 # -- retention ----------------------------------------------------------------
+# Go's zero time ('0001-01-01...') in completed_at means "not set", as on reading.
 _EXPIRED = (
-    f"status IN {_TERMINAL} AND "
-    "coalesce(julianday(completed_at), julianday(created_at)) < julianday(:cutoff)"
+    f"status IN {_TERMINAL} AND coalesce("
+    "CASE WHEN completed_at LIKE '0001-01-01%' THEN NULL ELSE julianday(completed_at) END, "
+    "julianday(created_at)) < julianday(:cutoff)"
 )
 MAX_JOB_ROWID = "SELECT coalesce(max(rowid), 0) FROM jobs"
 DELETE_EXPIRED_IN_ROWID_RANGE = (

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from secautod.backup import newest_backup
 from secautod.config import Config
-from secautod.errors import StoreError
+from secautod.errors import StoreCorruptError
 from secautod.store import JobStore
 from secautod.timestamps import utc_now
 
@@ -24,14 +24,16 @@ def open_store(
             create=create,
             clock=clock,
         )
-    except StoreError as exc:
-        if not config.database_path.exists():
-            raise
+    except StoreCorruptError as exc:
         raise with_restore_hint(exc, config) from exc
 
 
-def with_restore_hint(exc: StoreError, config: Config) -> StoreError:
-    """Return `exc` with the restore hint appended (once)."""
+def with_restore_hint(exc: StoreCorruptError, config: Config) -> StoreCorruptError:
+    """Return `exc` with the restore hint appended (once).
+
+    Only damage to the file itself calls for a restore: a busy, full or
+    foreign-written store does not, and a restore would lose newer jobs.
+    """
     if "secautod restore" in str(exc) or "No backup found" in str(exc):
         return exc
     return type(exc)(f"{exc}. {restore_hint(config)}")

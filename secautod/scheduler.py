@@ -49,8 +49,10 @@ class MaintenanceScheduler:
         config: Config,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        on_task_finished: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_task_finished = on_task_finished
         self._config = config
         self._clock = clock
         self._monotonic = monotonic
@@ -75,9 +77,12 @@ class MaintenanceScheduler:
         self._schedule(self._config)
 
     def apply(self, config: Config) -> None:
-        """Adopt a reloaded config: new intervals, backups switched on or off."""
-        self._config = config
+        """Adopt a reloaded config: new intervals, backups switched on or off.
+
+        If reading the store fails, nothing changes and the error propagates.
+        """
         self._schedule(config)
+        self._config = config
 
     def next_run_times(self) -> dict[str, datetime]:
         """Return each scheduled task's next run time."""
@@ -145,6 +150,8 @@ class MaintenanceScheduler:
             self._idle.clear()
         try:
             self._run_task(task)
+            if self._on_task_finished is not None:
+                self._on_task_finished(task)
         finally:
             self._idle.set()
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from secautod.backup import BackupFile, newest_backup
-from secautod.config import Config
+from secautod.config import Config, redact_url
 from secautod.lock import holder_pid
 from secautod.maintenance import BACKUP, first_run_time, task_intervals
 from secautod.store import JobStore
@@ -131,8 +131,9 @@ def _problems(report: StatusReport) -> list[str]:
         problems.append("there is no backup yet")
     for summary in report.outbox:
         if summary.max_attempts > 0:
+            endpoint = redact_url(summary.endpoint)
             problems.append(
-                f"{summary.count} webhook notification(s) waiting for {summary.endpoint} "
+                f"{summary.count} webhook notification(s) waiting for {endpoint} "
                 f"after up to {summary.max_attempts} failed attempt(s)"
             )
     return problems

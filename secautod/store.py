@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from secautod.backup import (
 )
 from secautod.database import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
+    JOBS_COLUMNS,
     ConnectionPool,
     Synchronous,
     check_jobs_table,
@@ -53,9 +54,9 @@ from secautod.errors import (
     CleanupAborted,
     InvalidJobError,
     JobNotFoundError,
-    StoreCorruptError,
     StoreError,
     StoreFullError,
+    UnreadableJobError,
 )
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.supervisor_state import SupervisorState
@@ -360,7 +361,10 @@ class JobStore:
         except BaseException:
             _remove_database_files(partial)
             raise
-        self.state.record_backup(final, taken_at, final.stat().st_size)
+        # The verified backup exists whatever happens now; if the bookkeeping
+        # write fails, `status` merely shows it as not recorded.
+        with suppress(StoreError):
+            self.state.record_backup(final, taken_at, final.stat().st_size)
         return final
 
     def integrity_check(self) -> list[str]:
@@ -370,12 +374,13 @@ class JobStore:
 
     def recover_interrupted_jobs(
         self, boot_id: str, *, now: datetime | None = None, notify: Iterable[str] = ()
-    ) -> list[Job]:
+    ) -> list[str]:
         """Mark every `running` job `failed` as interrupted by a restart.
 
         For each recovered job a `job_recovered` notification is queued for
         every endpoint in `notify`, in the same transaction. Running it again
-        finds nothing to do. Returns the recovered jobs.
+        finds nothing to do. Rows another program wrote with values secautod
+        cannot read are recovered all the same. Returns the recovered job ids.
         """
         at = to_utc_or_none(now, "now") or self._clock()
         stamp = format_timestamp(at)
@@ -386,9 +391,9 @@ class JobStore:
         endpoints = tuple(notify)
         with self._pool.writing("recovering interrupted jobs") as conn:
             rows = conn.execute(queries.RECOVER_RUNNING_JOBS, {"now": stamp, "error": error})
-            recovered = [self._decode(conn, row) for row in rows.fetchall()]
+            recovered = [self._notification_view(conn, row) for row in rows.fetchall()]
             self.state.queue_notifications(conn, endpoints, recovered, boot_id, at)
-        return recovered
+        return [str(job["id"]) for job in recovered]
 
     # -- internals -------------------------------------------------------------
     def _copy_verified(self, partial: Path, should_stop: StopCheck | None) -> None:
@@ -407,12 +412,11 @@ class JobStore:
                 with self._pool.translating(f"writing backup {partial}"):
                     # An open read transaction pins one snapshot for every step,
                     # so concurrent writers never force the copy to restart.
-                    source.execute("BEGIN")
+                    source.execute(queries.BEGIN_READ)
                     source.execute(queries.PING).fetchone()
                     source.backup(target, pages=BACKUP_PAGES_PER_STEP, progress=check_stop)
-                    source.execute("COMMIT")
-                    # Backups are single self-contained files, not WAL databases.
-                    target.execute("PRAGMA journal_mode = DELETE")
+                    source.execute(queries.END_READ)
+                    target.execute(queries.USE_ROLLBACK_JOURNAL)
                     try:
                         with _interrupted_on_stop(target, should_stop):
                             problems = integrity_problems(target)
@@ -438,6 +442,17 @@ class JobStore:
         finally:
             source.close()
 
+    def _notification_view(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> dict[str, Any]:
+        """Return the job as a notification shows it: decoded, or as stored if unreadable."""
+        try:
+            return self._decode(conn, row).to_dict()
+        except UnreadableJobError:
+            raw = dict(zip(JOBS_COLUMNS, row, strict=True))
+            for column in ("playbook", "context", "results"):
+                with suppress(TypeError, ValueError):
+                    raw[column] = json.loads(raw[column])
+            return {**raw, "unreadable": True}
+
     def _job_params(self, job: Job, now: datetime) -> dict[str, object]:
         return {
             "id": job.id,
@@ -462,25 +477,28 @@ class JobStore:
             )
         )
         if created_at is None:
-            raise StoreCorruptError(f"job {job_id}: created_at is empty")
+            raise UnreadableJobError(f"job {job_id}: created_at is empty")
         try:
             status = JobStatus(status)
         except ValueError:
-            raise StoreCorruptError(
+            raise UnreadableJobError(
                 f"job {job_id} has status {status!r}, which secautod does not know"
             ) from None
-        return Job(
-            id=job_id,
-            status=status,
-            playbook=_decode_json(playbook, job_id, "playbook"),
-            context=_decode_json(context, job_id, "context"),
-            results=None if results is None else _decode_json(results, job_id, "results"),
-            error=error,
-            created_at=created_at,
-            started_at=started_at,
-            completed_at=completed_at,
-            updated_at=updated_at,
-        )
+        try:
+            return Job(
+                id=job_id,
+                status=status,
+                playbook=_decode_json(playbook, job_id, "playbook"),
+                context=_decode_json(context, job_id, "context"),
+                results=None if results is None else _decode_json(results, job_id, "results"),
+                error=error,
+                created_at=created_at,
+                started_at=started_at,
+                completed_at=completed_at,
+                updated_at=updated_at,
+            )
+        except InvalidJobError as exc:  # e.g. an empty id written by another program
+            raise UnreadableJobError(f"a stored job cannot be read: {exc}") from None
 
 
 def _decode_time(
@@ -496,7 +514,7 @@ def _decode_time(
     # Julian day numbers, time-only values and other rarities: let SQLite decide.
     (normalized,) = conn.execute(queries.NORMALIZE_TIMESTAMP, (value,)).fetchone()
     if normalized is None:
-        raise StoreCorruptError(
+        raise UnreadableJobError(
             f"job {job_id}: {column} holds {value!r}, which is not a date SQLite understands"
         )
     return parse_timestamp(normalized)
@@ -515,7 +533,7 @@ def _decode_json(text: str, job_id: str, column: str) -> Any:
     try:
         return json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise StoreCorruptError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
+        raise UnreadableJobError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
 
 
 @contextmanager

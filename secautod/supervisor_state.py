@@ -17,7 +17,6 @@ from typing import Any
 
 from secautod import queries
 from secautod.database import ConnectionPool
-from secautod.jobs import Job
 from secautod.timestamps import format_timestamp, isoformat_utc, parse_timestamp
 
 JOB_RECOVERED = "job_recovered"
@@ -157,11 +156,11 @@ class SupervisorState:
         self,
         conn: sqlite3.Connection,
         endpoints: Sequence[str],
-        jobs: Sequence[Job],
+        jobs: Sequence[dict[str, Any]],
         boot_id: str,
         at: datetime,
     ) -> None:
-        """Queue a `job_recovered` notification per job and endpoint on `conn`.
+        """Queue a `job_recovered` notification per job (as `Job.to_dict()`) and endpoint.
 
         Runs inside the caller's transaction so that recovery and its
         notifications are committed together.
@@ -175,13 +174,13 @@ class SupervisorState:
                     "event": JOB_RECOVERED,
                     "boot_id": boot_id,
                     "timestamp": isoformat_utc(at),
-                    "job": job.to_dict(),
+                    "job": job,
                 },
                 ensure_ascii=False,
                 separators=(",", ":"),
             )
             rows.extend(
-                (endpoint, JOB_RECOVERED, job.id, body, stamp, stamp) for endpoint in endpoints
+                (endpoint, JOB_RECOVERED, job["id"], body, stamp, stamp) for endpoint in endpoints
             )
         conn.executemany(queries.INSERT_NOTIFICATION, rows)
 

@@ -18,12 +18,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from secautod import __version__
-from secautod.config import WebhookConfig, WebhookDeliveryConfig
+from secautod.config import WebhookConfig, WebhookDeliveryConfig, redact_url
 from secautod.errors import SecautodError
 from secautod.log import get_logger
+from secautod.maintenance import doubling_delay
 from secautod.store import JobStore
 from secautod.supervisor_state import Notification
 from secautod.timestamps import isoformat_utc, utc_now
@@ -49,15 +50,6 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def redact_url(url: str) -> str:
-    """Drop credentials and query from a URL before it is logged."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def post(endpoint: WebhookConfig, notification: Notification) -> DeliveryResult:
     """POST one notification; ok only for a 2xx answer."""
     parts = urlsplit(endpoint.url)
@@ -80,7 +72,7 @@ def post(endpoint: WebhookConfig, notification: Notification) -> DeliveryResult:
         connection.request("POST", target, body=notification.body, headers=headers)
         response = connection.getresponse()
         response.read(MAX_RESPONSE_BYTES)
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         return DeliveryResult(False, f"{type(exc).__name__}: {exc}")
     finally:
         connection.close()
@@ -93,7 +85,7 @@ def post(endpoint: WebhookConfig, notification: Notification) -> DeliveryResult:
 
 def backoff(attempt: int, delivery: WebhookDeliveryConfig) -> timedelta:
     """Wait before attempt `attempt + 1`: doubling from the initial delay up to the cap."""
-    return min(delivery.retry_initial * (1 << min(attempt - 1, 30)), delivery.retry_max)
+    return doubling_delay(attempt, delivery.retry_initial, delivery.retry_max)
 
 
 class WebhookDispatcher:
@@ -128,10 +120,6 @@ class WebhookDispatcher:
         self._paused_until.clear()
         self._endpoint_failures.clear()
         self._report_orphans()
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Look at the outbox now (new notifications were queued)."""
         self._wake.set()
 
     def stop(self, timeout: float) -> bool:

@@ -331,7 +331,9 @@ def run_with_terminal_stderr(*args: str) -> tuple[int, str, str]:
     from harness import SECAUTOD
 
     leader, follower = pty.openpty()
-    with subprocess.Popen([SECAUTOD, *args], stdout=subprocess.PIPE, stderr=follower, text=True) as process:
+    with subprocess.Popen(
+        [SECAUTOD, *args], stdout=subprocess.PIPE, stderr=follower, text=True
+    ) as process:
         os.close(follower)
         chunks = []
         while True:
@@ -357,7 +359,8 @@ def test_long_operations_show_progress_only_on_a_terminal(tmp_path: Path) -> Non
     bulk_jobs(tmp_path / "data" / "jobs.db", 30_000, age_days=90)
     status, stdout, terminal = run_with_terminal_stderr("cleanup", "--config", str(config))
     assert status == 0
-    assert "cleanup: " in terminal and "deleted" in terminal
+    assert "cleanup: " in terminal
+    assert "deleted" in terminal
     assert "deleted 30000 finished job(s)" in stdout  # the result itself still goes to stdout
     status, _, terminal = run_with_terminal_stderr("backup", "--config", str(config))
     assert status == 0
@@ -365,3 +368,26 @@ def test_long_operations_show_progress_only_on_a_terminal(tmp_path: Path) -> Non
     piped = cli(config, "backup")
     assert piped.returncode == 0
     assert piped.stderr == ""
+
+
+def test_status_never_shows_webhook_credentials(installation: Path, tmp_path: Path) -> None:
+    """Undelivered notifications are listed by endpoint without user info or query tokens."""
+    conn = sqlite3.connect(tmp_path / "data" / "jobs.db")
+    conn.execute(
+        "INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, attempts, next_attempt_at) VALUES ('https://hookuser:s3cr3t@h.example/hook?token=abc123', 'job_recovered', 'queued', '{}', '2026-01-01 00:00:00.000', 2, '2099-01-01 00:00:00.000')"
+    )
+    conn.commit()
+    conn.close()
+    for args in (("status",), ("status", "--json")):
+        result = cli(installation, *args)
+        assert "h.example/hook" in result.stdout
+        assert "s3cr3t" not in result.stdout
+        assert "abc123" not in result.stdout
+
+
+def test_out_of_range_times_are_usage_errors(installation: Path) -> None:
+    """--since far beyond the calendar is a usage error (2), not a crash."""
+    for value in ("999999999d", "0001-01-01T00:00:00+01:00"):
+        result = cli(installation, "jobs", "list", "--since", value)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr

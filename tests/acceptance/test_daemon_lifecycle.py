@@ -226,3 +226,66 @@ def test_database_from_a_newer_secautod_exits_74(tmp_path: Path) -> None:
     result = run_cli("run", "--config", str(config), timeout=20)
     assert result.returncode == 74
     assert "newer" in result.stderr or "upgrade secautod" in result.stderr
+
+
+def test_a_row_another_program_broke_does_not_stop_the_daemon(
+    tmp_path: Path, daemons: DaemonFactory
+) -> None:
+    """A running job with broken JSON is recovered all the same; listing names the row without advising a restore."""
+    config = write_config(tmp_path)
+    database = tmp_path / "data" / "jobs.db"
+    JobStore(database).close()
+    conn = sqlite3.connect(database)
+    conn.execute(
+        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('broken', 'running', '{oops', '{}', '2026-11-01 00:00:00')"
+    )
+    conn.commit()
+    conn.close()
+    daemon = daemons.start(config)
+    assert daemon.wait_for_event("job_recovered")[0]["job_id"] == "broken"
+    listing = run_cli("jobs", "list", "--config", str(config))
+    assert listing.returncode == 74
+    assert "job broken: playbook is not valid JSON" in listing.stderr
+    assert "restore" not in listing.stderr
+    assert daemon.stop() == 0
+
+
+def test_sighup_with_an_invalid_webhook_port_keeps_running(
+    tmp_path: Path, daemons: DaemonFactory
+) -> None:
+    """A reload whose webhook URL has an impossible port is reload_failed, not a dead daemon."""
+    config = write_config(tmp_path)
+    daemon = daemons.start(config)
+    write_config(tmp_path, webhooks=[{"url": "https://hooks.example:99999/x"}])
+    daemon.process.send_signal(signal.SIGHUP)
+    failure = daemon.wait_for_event("reload_failed")[0]
+    assert "Port out of range" in failure["error"]
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0
+
+
+def test_fatal_errors_are_logged_as_json_events(tmp_path: Path, daemons: DaemonFactory) -> None:
+    """When the daemon stops on an error after logging is set up, stderr is still only JSON lines."""
+    config = write_config(tmp_path)
+    first = daemons.start(config)
+    second = run_cli("run", "--config", str(config), timeout=20)
+    assert second.returncode == 75
+    events = [json.loads(line) for line in second.stderr.splitlines()]
+    failed = [event for event in events if event["event"] == "daemon_failed"]
+    assert failed[0]["exit_status"] == 75
+    assert f"pid {first.process.pid}" in failed[0]["error"]
+    assert first.stop() == 0
+
+
+def test_status_line_follows_maintenance(tmp_path: Path, daemons: DaemonFactory) -> None:
+    """After the start-up backup, STATUS= is updated to name it (systemctl status stays current)."""
+    daemon = daemons.start(write_config(tmp_path))
+    assert daemon.notify is not None
+    wait_until(
+        lambda: any(
+            "STATUS=" in message and "last backup 20" in message
+            for message in daemon.notify.drain(0.2)
+        ),
+        what="a STATUS= naming the backup",
+    )
+    assert daemon.stop() == 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,7 @@ def test_aborted_backup_leaves_nothing(make_store: Any, make_job: Any, now: date
 
 
 def test_stale_partial_files_of_dead_processes_are_removed(make_store: Any, now: datetime) -> None:
-    """A .partial file left by a killed backup process is cleaned up by the next backup."""
+    """A .partial left by a dead backup process and idle for 10 minutes is removed; fresh ones stay."""
     store = make_store()
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -98,10 +100,20 @@ def test_stale_partial_files_of_dead_processes_are_removed(make_store: Any, now:
         text=True,
         check=True,
     )
-    stale = store.path.parent / f".jobs.db.backup.20261121-000000.{dead.stdout.strip()}.partial"
-    stale.write_bytes(b"half a backup")
+    dead_pid = dead.stdout.strip()
+    directory = store.path.parent
+    stale = directory / f".jobs.db.backup.20261121-000000.{dead_pid}-ab12cd34.partial"
+    fresh = directory / f".jobs.db.backup.20261121-000001.{dead_pid}-ef56ab78.partial"
+    alive = directory / f".jobs.db.backup.20261121-000002.{os.getpid()}-0badc0de.partial"
+    for path in (stale, fresh, alive):
+        path.write_bytes(b"half a backup")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    os.utime(alive, (an_hour_ago, an_hour_ago))
     store.backup_jobs(now=now)
     assert not stale.exists()
+    assert fresh.exists()  # maybe another container's backup in progress
+    assert alive.exists()  # its writer still runs
 
 
 def test_backup_is_consistent_while_another_process_writes(
@@ -238,3 +250,50 @@ def test_stop_during_the_integrity_check_aborts_it(
     assert calls[-1] is True, calls
     assert False in calls, calls  # it copied first, then stopped
     assert files_in(store.path.parent) == before
+
+
+def test_restore_without_a_database_discards_a_leftover_wal(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """With jobs.db deleted but its WAL left behind, restore must not replay that WAL onto the backup."""
+    store = make_store()
+    fill(store, make_job, 1)
+    backup = store.backup_jobs(now=now)
+    script = (
+        "import sqlite3, os, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        "for i in range(300):\n"
+        "    c.execute(\"INSERT INTO jobs (id, status, playbook, context, created_at) VALUES (?, 'pending', '{}', ?, '2026-11-01 00:00:00.000')\", (f'x{i}', 'y' * 2000))\n"
+        "os._exit(0)\n"
+    )
+    store.close()
+    subprocess.run([sys.executable, "-c", script, str(store.path)], check=True)
+    assert store.path.with_name("jobs.db-wal").stat().st_size > 100_000
+    store.path.unlink()  # the operator removed the damaged file, not its WAL
+    restore_backup(backup, store.path, now)
+    assert not store.path.with_name("jobs.db-wal").exists()
+    with JobStore(store.path) as restored:
+        assert restored.integrity_check() == []
+        assert restored.get_stats().total == 1
+
+
+def test_two_restores_in_one_second_keep_both_previous_files(
+    make_store: Any, make_job: Any, now: datetime
+) -> None:
+    """The second restore within the same second keeps its previous database as ...-2, overwriting nothing."""
+    store = make_store()
+    fill(store, make_job, 2)
+    backup = store.backup_jobs(now=now)
+    fill(store, make_job, 3)
+    store.close()
+    first = restore_backup(backup, store.path, now)
+    with JobStore(store.path) as live:
+        live.save_job(make_job(id="only-in-live-db"))
+    second = restore_backup(backup, store.path, now)
+    assert first.previous is not None
+    assert second.previous is not None
+    assert second.previous.name == first.previous.name + "-2"
+    with JobStore(first.previous) as kept_first, JobStore(second.previous) as kept_second:
+        assert kept_first.get_stats().total == 5
+        assert kept_second.load_job("only-in-live-db") is not None

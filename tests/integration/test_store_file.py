@@ -12,7 +12,13 @@ import pytest
 
 from secautod import JobStatus, JobStore
 from secautod.database import LATEST_SCHEMA_VERSION, MIGRATIONS, connect, migrate
-from secautod.errors import EX_IOERR, SchemaVersionError, StoreCorruptError, StoreError
+from secautod.errors import (
+    EX_IOERR,
+    SchemaVersionError,
+    StoreCorruptError,
+    StoreError,
+    UnreadableJobError,
+)
 
 BARE_TABLE = """
 CREATE TABLE jobs (
@@ -290,7 +296,103 @@ def test_unreadable_foreign_values_are_named(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with JobStore(path) as store:
-        with pytest.raises(StoreCorruptError, match="job g: playbook is not valid JSON"):
+        with pytest.raises(UnreadableJobError, match="job g: playbook is not valid JSON"):
             store.get_job("g")
-        with pytest.raises(StoreCorruptError, match="job t: created_at holds 'soon'"):
+        with pytest.raises(UnreadableJobError, match="job t: created_at holds 'soon'"):
             store.get_job("t")
+
+
+def test_opening_a_current_store_needs_no_write_lock(tmp_path: Path) -> None:
+    """Read commands open the store while another process holds the write lock (no migration to do)."""
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with JobStore(path, busy_timeout=0.2, create=False) as store:
+            assert store.list_jobs() == []
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_rows_other_programs_broke_are_unreadable_not_corrupt(tmp_path: Path) -> None:
+    """An empty id or bad JSON in a row is UnreadableJobError (74) and suggests no restore."""
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('', 'pending', '{}', '{}', '2026-01-01')"
+    )
+    conn.commit()
+    conn.close()
+    with (
+        JobStore(path) as store,
+        pytest.raises(UnreadableJobError, match="cannot be read") as caught,
+    ):
+        store.list_jobs()
+    assert caught.value.exit_status == EX_IOERR
+    assert not isinstance(caught.value, StoreCorruptError)
+
+
+def test_recovery_handles_rows_it_cannot_read(tmp_path: Path) -> None:
+    """A running row with broken JSON is still recovered, and notified as stored, marked unreadable."""
+    import json
+
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('bad', 'running', 'not json', '{\"a\": 1}', '2026-01-01')"
+    )
+    conn.commit()
+    conn.close()
+    with JobStore(path) as store:
+        assert store.recover_interrupted_jobs("boot-x", notify=["http://h.invalid/"]) == ["bad"]
+        (notification,) = store.state.due_notifications(
+            "http://h.invalid/", datetime.now(UTC), 10, datetime.now(UTC)
+        )
+    job = json.loads(notification.body)["job"]
+    assert job["unreadable"] is True
+    assert job["playbook"] == "not json"
+    assert job["context"] == {"a": 1}
+    assert job["status"] == "failed"
+
+
+def test_go_zero_completion_time_does_not_expire_a_new_job(tmp_path: Path) -> None:
+    """A completed_at of Go's zero time means 'unset': the job ages by its creation time."""
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    now = datetime.now(UTC)
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO jobs (id, status, playbook, context, created_at, completed_at) VALUES ('z', 'completed', '{}', '{}', ?, '0001-01-01T00:00:00Z')",
+        (now.strftime("%Y-%m-%dT%H:%M:%SZ"),),
+    )
+    conn.commit()
+    conn.close()
+    with JobStore(path) as store:
+        assert store.cleanup_old_jobs(timedelta(days=30), now=now) == 0
+        assert store.cleanup_old_jobs(timedelta(days=30), now=now + timedelta(days=31)) == 1
+
+
+def test_a_forked_child_gets_its_own_connections(tmp_path: Path, make_job: Any) -> None:
+    """After fork() the child opens fresh connections; the parent's keep working and the file stays sound."""
+    import os
+
+    store = JobStore(tmp_path / "jobs.db")
+    store.save_job(make_job(id="parent-before"))
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            store.save_job(make_job(id="child"))
+            status = 0 if store.load_job("parent-before") is not None else 2
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == 0
+    store.save_job(make_job(id="parent-after"))
+    assert {job.id for job in store.list_jobs()} == {"parent-before", "child", "parent-after"}
+    assert store.integrity_check() == []
+    store.close()

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from harness import free_port, receiver, wait_until
 
-from secautod.config import Secret, WebhookConfig, WebhookDeliveryConfig
-from secautod.webhooks import WebhookDispatcher, backoff, redact_url, sign
+from secautod.config import Secret, WebhookConfig, WebhookDeliveryConfig, redact_url
+from secautod.webhooks import WebhookDispatcher, backoff, sign
 
 FAST = WebhookDeliveryConfig(retry_initial=timedelta(seconds=0.1), retry_max=timedelta(seconds=0.4))
 

@@ -97,3 +97,17 @@ def test_database_owned_by_someone_else_exits_74(open_tree: Path) -> None:
     assert "cannot open or write" in stderr
     assert sorted(path.name for path in data.iterdir()) == before
     assert stat.S_IMODE((data / "jobs.db").stat().st_mode) == 0o600
+
+
+def test_directory_behind_an_unsearchable_parent_exits_78(open_tree: Path) -> None:
+    """A backup directory whose parent the user may not even look into is a config error (78)."""
+    locked = open_tree / "locked"
+    locked.mkdir(mode=0o700)
+    config = write_config(open_tree, jobs={"backup_directory": str(locked / "inner" / "backups")})
+    config.chmod(0o644)
+    (open_tree / "data").mkdir()
+    (open_tree / "data").chmod(0o777)  # mkdir applies the umask
+    status, stderr = run_as_nobody("check", "--config", str(config))
+    assert status == 78
+    assert "jobs.backup_directory" in stderr
+    assert "Traceback" not in stderr

@@ -168,3 +168,32 @@ def test_config_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
     assert find_config_path(None, {"SECAUTOD_CONFIG": "env.yaml"}) == Path("env.yaml")
     assert find_config_path(None, {}) == Path("config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"webhooks": [{"url": "https://h.example:99999/x"}]},
+            "webhooks[0].url: Port out of range",
+        ),
+        ({"webhooks": [{"url": "https://user:pw@h.example:abc/x?token=t"}]}, "webhooks[0].url:"),
+        (
+            {"jobs": {"retention_days": 10**400}},
+            "jobs.retention_days: expected a positive number, got one too large",
+        ),
+        (
+            {"data_directory": "~no-such-user-here/data"},
+            "data_directory: cannot expand ~no-such-user-here/data",
+        ),
+    ],
+)
+def test_values_that_used_to_crash_are_config_errors(
+    tmp_path: Path, document: object, message: str
+) -> None:
+    """Bad ports, huge numbers and unknown ~users are one-line ConfigErrors (and hide credentials)."""
+    with pytest.raises(ConfigError) as caught:
+        parse(document, tmp_path)
+    assert message in str(caught.value)
+    assert "pw" not in str(caught.value)
+    assert "token" not in str(caught.value)

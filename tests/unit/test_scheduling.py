@@ -179,3 +179,9 @@ def test_shutdown_aborts_a_running_cleanup(scheduler_parts: Any) -> None:
         scheduler.run_task("cleanup")
     assert logs == []
     assert not scheduler.healthy()
+
+
+def test_retry_delays_never_overflow() -> None:
+    """Even a day-long first delay after many failures stays at the cap instead of overflowing."""
+    assert retry_delay(31, DAY, 7 * DAY) == 7 * DAY
+    assert retry_delay(10_000, timedelta(days=3000), timedelta(days=36500)) == timedelta(days=36500)
