@@ -36,10 +36,15 @@ from secautod.store import JobStore
 from secautod.timestamps import format_timestamp, utc_now
 
 
-def load(args: argparse.Namespace) -> Config:
-    """Load the config the arguments point at and set up quiet CLI logging."""
+def load(args: argparse.Namespace, *, logs: bool = True) -> Config:
+    """Load the config the arguments point at and set up quiet CLI logging.
+
+    Read-only commands log nothing, so they skip the setup (`logs=False`)
+    unless --verbose asks for it: it is a fair share of their start-up time.
+    """
     config = load_config(find_config_path(args.config))
-    configure_logging("info" if args.verbose else "critical", config.logging.format)
+    if logs or args.verbose:
+        configure_logging("info" if args.verbose else "critical", config.logging.format)
     return config
 
 
@@ -60,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- jobs ---------------------------------------------------------------------------
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     """List jobs, newest first."""
-    with store_for(load(args)) as store:
+    with store_for(load(args, logs=False)) as store:
         jobs = store.list_jobs(
             status=args.status,
             limit=args.limit,
@@ -91,7 +96,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     """Show one job in full."""
-    with store_for(load(args)) as store:
+    with store_for(load(args, logs=False)) as store:
         job = store.get_job(args.job_id)
     if args.json:
         print_json(job.to_dict())
@@ -112,7 +117,7 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
 def cmd_jobs_stats(args: argparse.Namespace) -> int:
     """Count jobs per status."""
-    with store_for(load(args)) as store:
+    with store_for(load(args, logs=False)) as store:
         stats = store.get_stats()
     if args.json:
         print_json(_stats_dict(stats))
@@ -314,7 +319,7 @@ def cmd_import_json(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Summarise the daemon, maintenance, backups and notifications."""
-    config = load(args)
+    config = load(args, logs=False)
     now = utc_now()
     if not config.database_path.exists():
         pid = holder_pid(config.data_directory)

@@ -39,6 +39,10 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 HANDLED_SIGNALS = STOP_SIGNALS | {signal.SIGHUP}
 # Without a watchdog the main thread still wakes this often to notice clock jumps.
 IDLE_TICK_SECONDS = 30.0
+# Up to this many recovered jobs get a job_recovered line each; more are logged
+# as job_recovered_batch lines of ids (100,000 single lines take seconds).
+RECOVERED_LOG_ONE_BY_ONE = 1000
+RECOVERED_LOG_BATCH = 1000
 
 
 class Daemon:
@@ -116,11 +120,10 @@ class Daemon:
         endpoints = [webhook.url for webhook in self.config.webhooks]
         with self.notifier.extending_timeout():
             recovered = store.recover_interrupted_jobs(self.boot_id, now=now, notify=endpoints)
-        store.state.record_boot(
-            Boot(self.boot_id, now, os.getpid(), __version__, recovered_jobs=len(recovered))
-        )
-        for job_id in recovered:
-            log.info("job_recovered", job_id=job_id, boot_id=self.boot_id)
+            store.state.record_boot(
+                Boot(self.boot_id, now, os.getpid(), __version__, recovered_jobs=len(recovered))
+            )
+            _log_recovered(recovered, self.boot_id)
         log.info(
             "jobs_recovered",
             count=len(recovered),
@@ -246,6 +249,17 @@ class Daemon:
             f"{counts[JobStatus.RUNNING]} running); "
             f"last backup {last_backup}"
         )
+
+
+def _log_recovered(job_ids: list[str], boot_id: str) -> None:
+    """Log each recovered job; after a mass crash, in batches of ids (one line each)."""
+    if len(job_ids) <= RECOVERED_LOG_ONE_BY_ONE:
+        for job_id in job_ids:
+            log.info("job_recovered", job_id=job_id, boot_id=boot_id)
+        return
+    for start in range(0, len(job_ids), RECOVERED_LOG_BATCH):
+        batch = job_ids[start : start + RECOVERED_LOG_BATCH]
+        log.info("job_recovered_batch", job_ids=batch, count=len(batch), boot_id=boot_id)
 
 
 def _health_problem(

@@ -1,7 +1,6 @@
 """SQLite mechanics for the store: connections, transactions, migrations, errors.
 
-Only the store layer imports `sqlite3`: this module, `store.py` and
-`supervisor_state.py`. Every connection is made by
+Only this module and `store.py` import `sqlite3`. Every connection is made by
 `connect()`, which sets every pragma; every write runs inside
 `transaction()`; every driver error is turned into a `StoreError` by
 `translate_error()` at the boundary that knows which file and action it was.
@@ -356,28 +355,21 @@ class ConnectionPool:
         with self.translating(action):
             return connect(self.path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
 
-    @contextmanager
-    def translating(self, action: str) -> Iterator[None]:
+    def translating(self, action: str) -> _Translated:
         """Turn driver errors raised by the block into `StoreError`s."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self.path, action) from exc
-        except UnicodeEncodeError as exc:
-            raise InvalidJobError(
-                f"{action}: text contains an unpaired surrogate and is not valid Unicode ({exc})"
-            ) from exc
+        return _Translated(self.path, action)
 
-    @contextmanager
-    def writing(self, action: str) -> Iterator[sqlite3.Connection]:
+    def querying(self, action: str) -> _Query:
+        """Run one statement's worth of reads on this thread's connection (no snapshot)."""
+        return _Query(self, action)
+
+    def writing(self, action: str) -> _Write:
         """Run the block in one write transaction on this thread's connection."""
-        conn = self.connection()
-        with self.translating(action), transaction(conn):
-            yield conn
+        return _Write(self, action)
 
     @contextmanager
     def reading(self, action: str) -> Iterator[sqlite3.Connection]:
-        """Run the block's reads against one snapshot on this thread's connection."""
+        """Run several reads against one snapshot on this thread's connection."""
         conn = self.connection()
         with self.translating(action), read_snapshot(conn):
             yield conn
@@ -436,3 +428,73 @@ def checkpoint_database_file(path: Path) -> None:
         raise translate_error(exc, path, "checkpointing") from exc
     finally:
         conn.close()
+
+
+# The guards below are plain classes, not @contextmanager generators: they sit
+# on every store call, and a generator-based manager costs several times more.
+class _Translated:
+    """Translate driver errors raised inside the block (see `translate_error`)."""
+
+    __slots__ = ("action", "path")
+
+    def __init__(self, path: Path, action: str) -> None:
+        self.path = path
+        self.action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if isinstance(exc, sqlite3.Error):
+            raise translate_error(exc, self.path, self.action) from exc
+        if isinstance(exc, UnicodeEncodeError):
+            raise InvalidJobError(
+                f"{self.action}: text contains an unpaired surrogate and is not valid "
+                f"Unicode ({exc})"
+            ) from exc
+        return False
+
+
+class _Query(_Translated):
+    """Give this thread's connection, with errors translated; no transaction of its own."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: ConnectionPool, action: str) -> None:
+        super().__init__(pool.path, action)
+        self.pool = pool
+
+    def __enter__(self) -> sqlite3.Connection:  # type: ignore[override]
+        return self.pool.connection()
+
+
+class _Write(_Query):
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error)."""
+
+    __slots__ = ("conn",)
+
+    def __enter__(self) -> sqlite3.Connection:  # type: ignore[override]
+        self.conn = self.pool.connection()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path, self.action) from exc
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        conn = self.conn
+        if exc is None:
+            try:
+                conn.execute("COMMIT")
+                return False
+            except sqlite3.Error as commit_error:
+                _rollback(conn)
+                raise translate_error(commit_error, self.path, self.action) from commit_error
+        _rollback(conn)
+        return super().__exit__(exc_type, exc, tb)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

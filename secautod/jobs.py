@@ -71,6 +71,39 @@ class Job:
             if value is not None:
                 setattr(self, name, _stored_precision(value, f"job {self.id}: {name}"))
 
+    @classmethod
+    def from_store(
+        cls,
+        *,
+        id: str,
+        status: JobStatus,
+        playbook: Any,
+        context: Any,
+        created_at: datetime,
+        results: Any,
+        error: str | None,
+        started_at: datetime | None,
+        completed_at: datetime | None,
+        updated_at: datetime | None,
+    ) -> Job:
+        """Build a job from values the store has already decoded and checked.
+
+        Skips validation: every datetime must be aware UTC at millisecond
+        precision and `status` a `JobStatus`. Everyone else uses `Job(...)`.
+        """
+        job = object.__new__(cls)
+        job.id = id
+        job.status = status
+        job.playbook = playbook
+        job.context = context
+        job.created_at = created_at
+        job.results = results
+        job.error = error
+        job.started_at = started_at
+        job.completed_at = completed_at
+        job.updated_at = updated_at
+        return job
+
     def to_dict(self) -> dict[str, Any]:
         """Return the job as JSON-ready values, timestamps in ISO 8601 UTC."""
         return {

@@ -80,6 +80,8 @@ def import_legacy_file(
 
 def legacy_job(job_id: str, value: object) -> Job:
     """Turn one legacy job object into a `Job`, naming the field of any problem."""
+    if not job_id:
+        raise InvalidJobError("a job has an empty id")
     if not isinstance(value, dict):
         raise InvalidJobError(f"job {job_id!r}: expected an object, got {type(value).__name__}")
     unknown = sorted(set(value) - set(JOBS_COLUMNS))
@@ -100,7 +102,9 @@ def legacy_job(job_id: str, value: object) -> Job:
     created_at = _timestamp(value, "created_at", job_id)
     if created_at is None:
         raise InvalidJobError(f"job {job_id!r}: field 'created_at' is required")
-    return Job(
+    # Every field is checked above and times are aware UTC to the millisecond,
+    # so the validating constructor need not check them again.
+    return Job.from_store(
         id=job_id,
         status=job_status,
         playbook=value.get("playbook", {}),
@@ -123,7 +127,7 @@ def _timestamp(value: dict[str, Any], name: str, job_id: str) -> Any:
     parsed = parse_timestamp(text)
     if parsed is None and not is_go_zero_time(text):
         raise InvalidJobError(f"job {job_id!r}: field {name!r}: {text!r} is not an RFC 3339 time")
-    return parsed
+    return None if parsed is None else parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
 class _ChunkReader:
@@ -149,8 +153,14 @@ class _ChunkReader:
         self.buffer += chunk
         return True
 
-    def drop(self, upto: int) -> None:
-        """Forget the buffer up to `upto`, keeping line numbering right."""
+    def drop(self, upto: int) -> int:
+        """Forget the buffer up to `upto` once enough has piled up; return `upto`'s new index.
+
+        Slicing copies the rest of the buffer, so doing it after every job would
+        make reading quadratic in the chunk size.
+        """
+        if upto < CHUNK_CHARS // 4:
+            return upto
         dropped = self.buffer[:upto]
         newlines = dropped.count("\n")
         if newlines:
@@ -158,6 +168,7 @@ class _ChunkReader:
             self._last_newline_before = self.consumed + dropped.rindex("\n")
         self.consumed += upto
         self.buffer = self.buffer[upto:]
+        return 0
 
     def skip_space(self, position: int) -> int:
         """Return the first non-whitespace position at or after `position`."""
@@ -220,8 +231,7 @@ def _iter_members(reader: _ChunkReader) -> Iterator[tuple[str, Any]]:
         value, position = reader.decode(position)
         yield key, value
         position = reader.skip_space(position)
-        reader.drop(position)
-        position = 0
+        position = reader.drop(position)
         if position >= len(reader.buffer):
             raise reader.error(position, "the file ends inside the object (missing '}')")
         separator = reader.buffer[position]

@@ -14,8 +14,6 @@ import logging
 import sys
 from typing import Any, TextIO
 
-import structlog
-
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -28,8 +26,29 @@ _QUIET_LOGGERS = ("apscheduler",)
 
 
 def get_logger(name: str) -> Any:
-    """Return a structlog logger named `name` (shown as the `logger` field)."""
-    return structlog.get_logger(name)
+    """Return a logger named `name` (shown as the `logger` field).
+
+    structlog itself is imported on the first log call, so commands that never
+    log (the CLI's read commands) start faster.
+    """
+    return _LazyLogger(name)
+
+
+class _LazyLogger:
+    """Stands in for a structlog logger until it is first used."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._logger is None:
+            import structlog
+
+            self._logger = structlog.get_logger(self._name)
+        return getattr(self._logger, attribute)
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -37,6 +56,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
 
     Safe to call again (on reload): the previous handler is replaced.
     """
+    import structlog
+
     stream = stream or sys.stderr
     numeric_level = _LEVELS[level]
     use_json = fmt == "json" or (fmt == "auto" and not _is_terminal(stream))

@@ -36,6 +36,9 @@ END_READ = "COMMIT"
 # Backups are single self-contained files, not WAL databases.
 USE_ROLLBACK_JOURNAL = "PRAGMA journal_mode = DELETE"
 CHECKPOINT_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+# Cleanup checkpoints between its batches itself, so no commit inherits a big WAL.
+AUTOCHECKPOINT_OFF = "PRAGMA wal_autocheckpoint = 0"
+AUTOCHECKPOINT_DEFAULT = "PRAGMA wal_autocheckpoint = 1000"
 CHECKPOINT_TRUNCATE = "PRAGMA wal_checkpoint(TRUNCATE)"
 
 # -- jobs ---------------------------------------------------------------------
@@ -61,7 +64,10 @@ ON CONFLICT (id) DO NOTHING"""
 # Ids seen in the current import, to refuse a file that names a job twice.
 CREATE_IMPORT_SEEN = "CREATE TEMP TABLE IF NOT EXISTS import_seen (id TEXT PRIMARY KEY)"
 CLEAR_IMPORT_SEEN = "DELETE FROM temp.import_seen"
-MARK_IMPORT_SEEN = "INSERT INTO temp.import_seen (id) VALUES (?) ON CONFLICT (id) DO NOTHING"
+MARK_IMPORT_SEEN = "INSERT INTO temp.import_seen (id) VALUES (?)"
+FIND_IMPORT_SEEN = (
+    "SELECT id FROM temp.import_seen WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1"
+)
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
 JOB_EXISTS = "SELECT 1 FROM jobs WHERE id = ?"
 # running: (re)started now; terminal: completed now; pending: back in the queue.
@@ -116,10 +122,35 @@ DELETE_EXPIRED_IN_ROWID_RANGE = (
 COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} GROUP BY status"
 
 # -- recovery -----------------------------------------------------------------
-RECOVER_RUNNING_JOBS = f"""
+RECOVER_RUNNING_JOBS = """
 UPDATE jobs SET status = 'failed', completed_at = :now, error = :error, updated_at = :now
 WHERE status = 'running'
-RETURNING {JOB_COLUMNS}"""
+RETURNING id"""
+# One `job_recovered` notification per running job and endpoint (:endpoints is a JSON
+# array), run before RECOVER_RUNNING_JOBS in the same transaction. The body names
+# the job and its times, not its playbook or context: the receiver has those, and
+# security context should not be copied into an outbox. Built in SQL, so rows
+# another program wrote in odd forms never need decoding.
+_ISO_TIME = "coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', {0}), {0})"
+QUEUE_RECOVERY_NOTIFICATIONS = f"""
+INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
+SELECT endpoint.value, 'job_recovered', jobs.id,
+    json_object(
+        'id', lower(hex(randomblob(16))),
+        'event', 'job_recovered',
+        'boot_id', :boot_id,
+        'timestamp', :now_iso,
+        'job', json_object(
+            'id', jobs.id,
+            'status', 'failed',
+            'error', :error,
+            'created_at', {_ISO_TIME.format("jobs.created_at")},
+            'started_at', {_ISO_TIME.format("jobs.started_at")},
+            'completed_at', :now_iso,
+            'updated_at', :now_iso)),
+    :now, :now
+FROM jobs CROSS JOIN json_each(:endpoints) AS endpoint
+WHERE jobs.status = 'running'"""
 INSERT_BOOT = """
 INSERT INTO boots (boot_id, started_at, pid, version, recovered_jobs)
 VALUES (:boot_id, :started_at, :pid, :version, :recovered_jobs)
@@ -129,9 +160,6 @@ SELECT boot_id, started_at, pid, version, recovered_jobs FROM boots
 ORDER BY started_at DESC LIMIT 1"""
 
 # -- webhook outbox -----------------------------------------------------------
-INSERT_NOTIFICATION = """
-INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
-VALUES (?, ?, ?, ?, ?, ?)"""
 SELECT_DUE_NOTIFICATIONS = """
 SELECT id, endpoint, event, job_id, payload, attempts FROM webhook_outbox
 WHERE endpoint = :endpoint AND (next_attempt_at <= :now OR next_attempt_at > :latest)

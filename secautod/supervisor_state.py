@@ -7,8 +7,6 @@ and the CLI reach them through `JobStore.state`.
 from __future__ import annotations
 
 import json
-import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +15,7 @@ from typing import Any
 
 from secautod import queries
 from secautod.database import ConnectionPool
-from secautod.timestamps import format_timestamp, isoformat_utc, parse_timestamp
+from secautod.timestamps import format_timestamp, parse_timestamp
 
 JOB_RECOVERED = "job_recovered"
 
@@ -98,7 +96,7 @@ class SupervisorState:
 
     def latest_boot(self) -> Boot | None:
         """Return the most recent daemon start, if any."""
-        with self._pool.reading("reading daemon starts") as conn:
+        with self._pool.querying("reading daemon starts") as conn:
             row = conn.execute(queries.SELECT_LATEST_BOOT).fetchone()
         if row is None:
             return None
@@ -108,7 +106,7 @@ class SupervisorState:
     # -- maintenance -----------------------------------------------------------
     def task_runs(self) -> dict[str, TaskRun]:
         """Return the remembered outcome of each maintenance task, by task name."""
-        with self._pool.reading("reading maintenance history") as conn:
+        with self._pool.querying("reading maintenance history") as conn:
             rows = conn.execute(queries.SELECT_MAINTENANCE_RUNS).fetchall()
         return {
             task: TaskRun(
@@ -142,7 +140,7 @@ class SupervisorState:
 
     def backup_record(self, path: Path) -> BackupRecord | None:
         """Return what is remembered about the backup at `path`, if anything."""
-        with self._pool.reading("reading backup records") as conn:
+        with self._pool.querying("reading backup records") as conn:
             row = conn.execute(queries.SELECT_BACKUP_RECORD, (str(path),)).fetchone()
         return None if row is None else BackupRecord(_time_or_none(row[0]), row[1], row[2])
 
@@ -152,38 +150,6 @@ class SupervisorState:
             conn.executemany(queries.FORGET_BACKUP, [(str(path),) for path in paths])
 
     # -- webhook outbox --------------------------------------------------------------
-    def queue_notifications(
-        self,
-        conn: sqlite3.Connection,
-        endpoints: Sequence[str],
-        jobs: Sequence[dict[str, Any]],
-        boot_id: str,
-        at: datetime,
-    ) -> None:
-        """Queue a `job_recovered` notification per job (as `Job.to_dict()`) and endpoint.
-
-        Runs inside the caller's transaction so that recovery and its
-        notifications are committed together.
-        """
-        stamp = format_timestamp(at)
-        rows: list[tuple[str, str, str, str, str, str]] = []
-        for job in jobs:
-            body = json.dumps(
-                {
-                    "id": str(uuid.uuid4()),
-                    "event": JOB_RECOVERED,
-                    "boot_id": boot_id,
-                    "timestamp": isoformat_utc(at),
-                    "job": job,
-                },
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
-            rows.extend(
-                (endpoint, JOB_RECOVERED, job["id"], body, stamp, stamp) for endpoint in endpoints
-            )
-        conn.executemany(queries.INSERT_NOTIFICATION, rows)
-
     def due_notifications(
         self, endpoint: str, now: datetime, limit: int, latest: datetime
     ) -> list[Notification]:
@@ -198,7 +164,7 @@ class SupervisorState:
             "latest": format_timestamp(latest),
             "limit": limit,
         }
-        with self._pool.reading("reading the webhook outbox") as conn:
+        with self._pool.querying("reading the webhook outbox") as conn:
             rows = conn.execute(queries.SELECT_DUE_NOTIFICATIONS, params).fetchall()
         return [
             Notification(row_id, url, event, job_id, payload.encode("utf-8"), attempts)
@@ -207,7 +173,7 @@ class SupervisorState:
 
     def next_notification_due(self, endpoint: str) -> datetime | None:
         """Return when the next notification for `endpoint` is due, if any is queued."""
-        with self._pool.reading("reading the webhook outbox") as conn:
+        with self._pool.querying("reading the webhook outbox") as conn:
             (due,) = conn.execute(queries.SELECT_NEXT_NOTIFICATION_DUE, (endpoint,)).fetchone()
         return _time_or_none(due)
 
@@ -224,7 +190,7 @@ class SupervisorState:
 
     def outbox_summary(self) -> list[OutboxSummary]:
         """Summarise undelivered notifications per endpoint."""
-        with self._pool.reading("reading the webhook outbox") as conn:
+        with self._pool.querying("reading the webhook outbox") as conn:
             rows = conn.execute(queries.SUMMARIZE_OUTBOX).fetchall()
         return [
             OutboxSummary(endpoint, count, _time_or_none(oldest), attempts, _time_or_none(due))

@@ -328,7 +328,7 @@ def test_rows_other_programs_broke_are_unreadable_not_corrupt(tmp_path: Path) ->
     conn.close()
     with (
         JobStore(path) as store,
-        pytest.raises(UnreadableJobError, match="cannot be read") as caught,
+        pytest.raises(UnreadableJobError, match="not usable") as caught,
     ):
         store.list_jobs()
     assert caught.value.exit_status == EX_IOERR
@@ -336,27 +336,31 @@ def test_rows_other_programs_broke_are_unreadable_not_corrupt(tmp_path: Path) ->
 
 
 def test_recovery_handles_rows_it_cannot_read(tmp_path: Path) -> None:
-    """A running row with broken JSON is still recovered, and notified as stored, marked unreadable."""
+    """Running rows with broken JSON, an odd time or an empty id are recovered and notified all the same."""
     import json
 
     path = tmp_path / "jobs.db"
     JobStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute(
-        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('bad', 'running', 'not json', '{\"a\": 1}', '2026-01-01')"
+    conn.executemany(
+        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES (?, 'running', ?, '{}', ?)",
+        [("bad", "not json", "2026-01-01T10:00:00+02:00"), ("", "{}", "garbage")],
     )
     conn.commit()
     conn.close()
+    now = datetime.now(UTC)
     with JobStore(path) as store:
-        assert store.recover_interrupted_jobs("boot-x", notify=["http://h.invalid/"]) == ["bad"]
-        (notification,) = store.state.due_notifications(
-            "http://h.invalid/", datetime.now(UTC), 10, datetime.now(UTC)
-        )
-    job = json.loads(notification.body)["job"]
-    assert job["unreadable"] is True
-    assert job["playbook"] == "not json"
-    assert job["context"] == {"a": 1}
-    assert job["status"] == "failed"
+        assert sorted(store.recover_interrupted_jobs("boot-x", notify=["http://h.invalid/"])) == [
+            "",
+            "bad",
+        ]
+        notifications = store.state.due_notifications("http://h.invalid/", now, 10, now)
+    bodies = {json.loads(n.body)["job"]["id"]: json.loads(n.body) for n in notifications}
+    assert bodies["bad"]["job"]["created_at"] == "2026-01-01T08:00:00.000Z"
+    assert bodies["bad"]["job"]["status"] == "failed"
+    assert bodies[""]["job"]["created_at"] == "garbage"  # passed on as stored
+    assert bodies["bad"]["boot_id"] == "boot-x"
+    assert bodies["bad"]["id"] != bodies[""]["id"]
 
 
 def test_go_zero_completion_time_does_not_expire_a_new_job(tmp_path: Path) -> None:
