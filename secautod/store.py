@@ -530,9 +530,15 @@ class JobStore:
             results=None if results is None else _decode_json(results, job_id, "results"),
             error=error,
             created_at=created_at,
-            started_at=_decode_time(conn, started, job_id, "started_at"),
-            completed_at=_decode_time(conn, completed, job_id, "completed_at"),
-            updated_at=_decode_time(conn, updated, job_id, "updated_at"),
+            started_at=None
+            if started is None
+            else _decode_time(conn, started, job_id, "started_at"),
+            completed_at=None
+            if completed is None
+            else _decode_time(conn, completed, job_id, "completed_at"),
+            updated_at=None
+            if updated is None
+            else _decode_time(conn, updated, job_id, "updated_at"),
         )
 
 
@@ -573,9 +579,12 @@ def _encode_json(value: Any, job_id: str, column: str) -> str | None:
         raise InvalidJobError(f"job {job_id}: {column} cannot be stored as JSON ({exc})") from None
 
 
+_JSON_DECODER = json.JSONDecoder()
+
+
 def _decode_json(text: str, job_id: str, column: str) -> Any:
     try:
-        return json.loads(text)
+        return _JSON_DECODER.decode(text)  # json.loads minus its argument checks
     except (TypeError, ValueError) as exc:
         raise UnreadableJobError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
 
