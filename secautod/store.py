@@ -80,6 +80,11 @@ StopCheck = Callable[[], bool]
 CLEANUP_BATCH_SECONDS = 0.04
 CLEANUP_PAUSE_SECONDS = 0.025
 CLEANUP_WINDOW_ROWS = (256, 65_536)
+# WAL frames a reader's snapshot (a backup's copy) may keep from being
+# checkpointed before cleanup waits for it: folding a bigger backlog at once
+# means one long fsync that every other commit on the disk waits behind.
+CLEANUP_MAX_WAL_BACKLOG_FRAMES = 2048
+CLEANUP_MAX_BACKLOG_WAIT_SECONDS = 300.0
 BACKUP_PAGES_PER_STEP = 1024
 IMPORT_BATCH_JOBS = 500
 BACKUP_SYNC_EVERY_STEPS = 4  # fdatasync the copy every 16 MiB (4 KiB pages)
@@ -314,6 +319,7 @@ class JobStore:
             (last_rowid,) = conn.execute(queries.MAX_JOB_ROWID).fetchone()
         deleted = low = 0
         window = CLEANUP_WINDOW_ROWS[0]
+        backlog_wait_ends = time.monotonic() + CLEANUP_MAX_BACKLOG_WAIT_SECONDS
         with self._pool.translating("cleaning up old jobs"):
             conn.execute(queries.AUTOCHECKPOINT_OFF)
         try:
@@ -330,6 +336,7 @@ class JobStore:
                 if on_progress is not None:
                     on_progress(deleted)
                 self._pause_between_batches(conn)
+                self._wait_for_checkpoint_backlog(conn, backlog_wait_ends, should_stop)
         finally:
             with suppress(sqlite3.Error):
                 conn.execute(queries.AUTOCHECKPOINT_DEFAULT)
@@ -343,11 +350,31 @@ class JobStore:
         checkpointed inside it (never blocking) rather than in someone's commit.
         """
         gap_started = time.monotonic()
-        with self._pool.translating("cleaning up old jobs"):
-            conn.execute(queries.CHECKPOINT_PASSIVE).fetchone()
+        self._checkpoint_backlog(conn)
         rest = CLEANUP_PAUSE_SECONDS - (time.monotonic() - gap_started)
         if rest > 0:
             time.sleep(rest)
+
+    def _wait_for_checkpoint_backlog(
+        self, conn: sqlite3.Connection, wait_ends: float, should_stop: StopCheck | None
+    ) -> None:
+        """Hold cleanup back while a reader's snapshot keeps the WAL from folding.
+
+        Waiting is bounded by `wait_ends` (a reader that never finishes only
+        slows cleanup down for that long) and ends early on a stop request.
+        """
+        while (
+            self._checkpoint_backlog(conn) > CLEANUP_MAX_WAL_BACKLOG_FRAMES
+            and time.monotonic() < wait_ends
+            and not (should_stop is not None and should_stop())
+        ):
+            time.sleep(STOP_POLL_SECONDS)
+
+    def _checkpoint_backlog(self, conn: sqlite3.Connection) -> int:
+        """Checkpoint what can be without blocking; return the WAL frames left."""
+        with self._pool.translating("cleaning up old jobs"):
+            _busy, wal_frames, checkpointed = conn.execute(queries.CHECKPOINT_PASSIVE).fetchone()
+        return max(0, int(wal_frames) - int(checkpointed))
 
     def count_expired_jobs(
         self, max_age: timedelta, *, now: datetime | None = None

@@ -6,13 +6,16 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import DEADLINE, wait_until
 
 from secautod import JobStatus
+from secautod import store as store_module
 from secautod.errors import CleanupAborted, InvalidJobError
 from secautod.store import CLEANUP_WINDOW_ROWS
 
@@ -189,3 +192,96 @@ def test_count_expired_matches_what_cleanup_deletes(
     counts = store.count_expired_jobs(30 * DAY, now=now)
     assert counts == {JobStatus.COMPLETED: 2, JobStatus.FAILED: 1, JobStatus.CANCELLED: 0}
     assert store.cleanup_old_jobs(30 * DAY, now=now) == sum(counts.values())
+
+
+class PinnedSnapshot:
+    """A raw `sqlite3` reader holding one read transaction open (as a backup copy does)."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("BEGIN")
+        self.conn.execute("SELECT count(*) FROM jobs").fetchone()
+
+    def release(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.close()
+
+
+def run_in_thread(function: Any) -> tuple[threading.Thread, list[Any]]:
+    """Start `function` in a thread; the list receives its result or exception."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(function())
+        except Exception as exc:  # handed to the test to assert on
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+def test_cleanup_waits_while_a_reader_keeps_the_wal_from_folding(
+    make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pinned snapshot holds cleanup back after one batch; it finishes once the reader ends."""
+    store = make_store()
+    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
+    bulk_insert(store.path, count, "completed", "2026-01-01 00:00:00.000")
+    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
+    reader = PinnedSnapshot(store.path)
+    progress: list[int] = []
+    thread, outcome = run_in_thread(
+        lambda: store.cleanup_old_jobs(30 * DAY, now=now, on_progress=progress.append)
+    )
+    wait_until(lambda: progress, what="the first cleanup batch")
+    thread.join(timeout=0.5)
+    assert thread.is_alive(), "cleanup ran on although the WAL could not be checkpointed"
+    assert len(progress) == 1
+    assert progress[0] < count
+    reader.release()
+    thread.join(timeout=DEADLINE)
+    assert outcome == [count]
+
+
+def test_cleanup_waiting_for_a_reader_stops_on_request(
+    make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop request ends the wait at once with CleanupAborted; deleted rows stay deleted."""
+    store = make_store()
+    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
+    bulk_insert(store.path, count, "failed", "2026-01-01 00:00:00.000")
+    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
+    reader = PinnedSnapshot(store.path)
+    stop = threading.Event()
+    progress: list[int] = []
+    thread, outcome = run_in_thread(
+        lambda: store.cleanup_old_jobs(
+            30 * DAY, now=now, on_progress=progress.append, should_stop=stop.is_set
+        )
+    )
+    wait_until(lambda: progress, what="the first cleanup batch")
+    stop.set()
+    thread.join(timeout=DEADLINE)
+    reader.release()
+    assert isinstance(outcome[0], CleanupAborted)
+    assert outcome[0].deleted == progress[0]
+    assert store.get_stats().total == count - progress[0]
+
+
+def test_cleanup_waits_for_a_reader_only_so_long(
+    make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that never finishes slows cleanup down for a bounded time, never forever."""
+    store = make_store()
+    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
+    bulk_insert(store.path, count, "cancelled", "2026-01-01 00:00:00.000")
+    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
+    monkeypatch.setattr(store_module, "CLEANUP_MAX_BACKLOG_WAIT_SECONDS", 0.0)
+    reader = PinnedSnapshot(store.path)
+    try:
+        assert store.cleanup_old_jobs(30 * DAY, now=now) == count
+    finally:
+        reader.release()
+    assert store.get_stats().total == 0
