@@ -35,18 +35,8 @@ from common import (
 )
 from generate import AGE_DAYS, GENERATOR_VERSION, JobFactory
 
-_FIELDS = (
-    "id",
-    "status",
-    "playbook",
-    "context",
-    "results",
-    "error",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "updated_at",
-)
+from secautod.database import JOBS_COLUMNS
+
 _GO_ZERO = "0001-01-01T00:00:00Z"
 
 
@@ -79,7 +69,7 @@ def ensure_legacy_file(cache: Path, jobs: int) -> Path:
         for index in range(jobs):
             created = now - timedelta(seconds=span * (1 - index / jobs) + 3600)
             row = factory.row(created)
-            job: dict[str, Any] = dict(zip(_FIELDS, row, strict=True))
+            job: dict[str, Any] = dict(zip(JOBS_COLUMNS, row, strict=True))
             job["playbook"] = json.loads(job["playbook"])
             job["context"] = json.loads(job["context"])
             job["results"] = None if job["results"] is None else json.loads(job["results"])

@@ -24,6 +24,7 @@ Usage: python benchmarks/bench_maintenance.py [--expire 250000] [--synchronous F
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -395,7 +396,8 @@ def main() -> int:
         ]
 
     print(f"latency: an external writer inserts every {args.interval * 1000:.0f} ms")
-    sequential = latency_run(
+    run_latency = functools.partial(
+        latency_run,
         base,
         folder,
         cutoff,
@@ -403,8 +405,8 @@ def main() -> int:
         args.synchronous,
         args.interval,
         args.quiet_seconds,
-        concurrent=False,
     )
+    sequential = run_latency(concurrent=False)
     figures["latency_sequential"] = sequential
     print_latency("cleanup, then backup (as the daemon runs them)", sequential)
     cleanup_window = sequential["windows"]["during cleanup"]
@@ -424,16 +426,7 @@ def main() -> int:
         ),
     ]
     if not args.no_concurrent:
-        concurrent = latency_run(
-            base,
-            folder,
-            cutoff,
-            now,
-            args.synchronous,
-            args.interval,
-            args.quiet_seconds,
-            concurrent=True,
-        )
+        concurrent = run_latency(concurrent=True)
         figures["latency_concurrent"] = concurrent
         print_latency("cleanup and backup at the same time", concurrent)
         whole = concurrent["windows"]["whole maintenance"]

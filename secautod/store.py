@@ -83,7 +83,7 @@ CLEANUP_WINDOW_ROWS = (256, 65_536)
 # WAL frames a reader's snapshot (a backup's copy) may keep from being
 # checkpointed before cleanup waits for it: folding a bigger backlog at once
 # means one long fsync that every other commit on the disk waits behind.
-CLEANUP_MAX_WAL_BACKLOG_FRAMES = 2048
+CLEANUP_MAX_WAL_BACKLOG_FRAMES = 512
 CLEANUP_MAX_BACKLOG_WAIT_SECONDS = 300.0
 BACKUP_PAGES_PER_STEP = 1024
 IMPORT_BATCH_JOBS = 500
