@@ -13,7 +13,6 @@ import errno
 import os
 import re
 import secrets
-import shutil
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -273,15 +272,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
-        with (
-            source.open("rb") as src,
-            open(
-                os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DATABASE_FILE_MODE), "wb"
-            ) as out,
-        ):
-            shutil.copyfileobj(src, out, _COPY_CHUNK_BYTES)
-            out.flush()
-            os.fsync(out.fileno())
+        _copy_private(source, target, None)
 
 
 def _copy_private(

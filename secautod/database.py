@@ -173,28 +173,20 @@ def connect(
     return conn
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(conn: sqlite3.Connection) -> _Transaction:
     """Run the block as one write transaction, taking the write lock up front."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    return _Transaction(conn)
 
 
 @contextmanager
 def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run several reads against one consistent snapshot of the database."""
-    conn.execute("BEGIN")
+    conn.execute(queries.BEGIN_READ)
     try:
         yield conn
     finally:
         if conn.in_transaction:
-            conn.execute("COMMIT")
+            conn.execute(queries.COMMIT)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -468,33 +460,51 @@ class _Query(_Translated):
         return self.pool.connection()
 
 
-class _Write(_Query):
-    """One write transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error)."""
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT around the block; ROLLBACK if it or the commit fails."""
 
     __slots__ = ("conn",)
 
-    def __enter__(self) -> sqlite3.Connection:  # type: ignore[override]
-        self.conn = self.pool.connection()
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self.path, self.action) from exc
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute(queries.BEGIN_WRITE)
         return self.conn
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        conn = self.conn
-        if exc is None:
-            try:
-                conn.execute("COMMIT")
-                return False
-            except sqlite3.Error as commit_error:
-                _rollback(conn)
-                raise translate_error(commit_error, self.path, self.action) from commit_error
-        _rollback(conn)
+        if exc is not None:
+            _rollback(self.conn)
+            return False
+        try:
+            self.conn.execute(queries.COMMIT)
+        except BaseException:
+            _rollback(self.conn)
+            raise
+        return False
+
+
+class _Write(_Query):
+    """One write transaction on this thread's connection, with errors translated."""
+
+    __slots__ = ("transaction",)
+
+    def __enter__(self) -> sqlite3.Connection:  # type: ignore[override]
+        self.transaction = _Transaction(self.pool.connection())
+        try:
+            return self.transaction.__enter__()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path, self.action) from exc
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        try:
+            self.transaction.__exit__(exc_type, exc, tb)
+        except sqlite3.Error as commit_error:
+            raise translate_error(commit_error, self.path, self.action) from commit_error
         return super().__exit__(exc_type, exc, tb)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+            conn.execute(queries.ROLLBACK)

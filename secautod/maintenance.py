@@ -55,14 +55,12 @@ def first_run_time(last_success: datetime | None, interval: timedelta, now: date
 
 
 def doubling_delay(attempt: int, first: timedelta, cap: timedelta) -> timedelta:
-    """Return the wait before retry number `attempt` (1-based): `first`, doubling, at most `cap`."""
+    """Return the wait before retry number `attempt` (1-based): `first`, doubling, at most `cap`.
+
+    Used for failed maintenance runs (capped at the task's interval) and webhook retries.
+    """
     seconds = first.total_seconds() * 2.0 ** min(attempt - 1, 64)
-    return min(timedelta(seconds=min(seconds, cap.total_seconds())), cap)
-
-
-def retry_delay(failures: int, first: timedelta, interval: timedelta) -> timedelta:
-    """Return the wait before maintenance retry number `failures`: doubling, at most `interval`."""
-    return doubling_delay(failures, first, interval)
+    return cap if seconds >= cap.total_seconds() else timedelta(seconds=seconds)
 
 
 def task_intervals(config: Config) -> dict[str, timedelta]:

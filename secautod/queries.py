@@ -27,19 +27,22 @@ RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VA
 JOBS_TABLE_INFO = "PRAGMA table_info(jobs)"
 PING = "SELECT count(*) FROM schema_migrations"
 NORMALIZE_TIMESTAMP = "SELECT strftime('%Y-%m-%d %H:%M:%f', ?)"
+# A write takes the write lock up front; a read transaction pins one snapshot
+# across several statements (a page of jobs and its anchor, a backup's copy).
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+BEGIN_READ = "BEGIN"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+# Backups are single self-contained files, not WAL databases.
+USE_ROLLBACK_JOURNAL = "PRAGMA journal_mode = DELETE"
 # PASSIVE never waits and never blocks writers; RESTART/TRUNCATE block new writers
 # while they wait for readers (a long backup), so they are used only when no one
 # else can have the file open (restore, under the lock).
-# A backup pins one snapshot with a read transaction across all its steps.
-BEGIN_READ = "BEGIN"
-END_READ = "COMMIT"
-# Backups are single self-contained files, not WAL databases.
-USE_ROLLBACK_JOURNAL = "PRAGMA journal_mode = DELETE"
 CHECKPOINT_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+CHECKPOINT_TRUNCATE = "PRAGMA wal_checkpoint(TRUNCATE)"
 # Cleanup checkpoints between its batches itself, so no commit inherits a big WAL.
 AUTOCHECKPOINT_OFF = "PRAGMA wal_autocheckpoint = 0"
 AUTOCHECKPOINT_DEFAULT = "PRAGMA wal_autocheckpoint = 1000"
-CHECKPOINT_TRUNCATE = "PRAGMA wal_checkpoint(TRUNCATE)"
 
 # -- jobs ---------------------------------------------------------------------
 UPSERT_JOB = f"""

@@ -24,8 +24,8 @@ from secautod.errors import OperationAborted, SecautodError
 from secautod.log import get_logger
 from secautod.maintenance import (
     CLEANUP,
+    doubling_delay,
     first_run_time,
-    retry_delay,
     run_backup,
     run_cleanup,
     task_intervals,
@@ -171,7 +171,7 @@ class MaintenanceScheduler:
             failures = self._failures.get(task, 0) + 1
             self._failures[task] = failures
             interval = task_intervals(config).get(task, timedelta(hours=1))
-            retry_at = now + retry_delay(failures, config.jobs.retry_delay, interval)
+            retry_at = now + doubling_delay(failures, config.jobs.retry_delay, interval)
             if not isinstance(exc, SecautodError):  # expected failures are logged already
                 log.exception("maintenance_crashed", task=task)
             self._reschedule(task, retry_at)

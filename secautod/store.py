@@ -335,40 +335,34 @@ class JobStore:
                 low = high
                 if on_progress is not None:
                     on_progress(deleted)
-                self._pause_between_batches(conn)
-                self._wait_for_checkpoint_backlog(conn, backlog_wait_ends, should_stop)
+                self._pause_between_batches(conn, backlog_wait_ends, should_stop)
         finally:
             with suppress(sqlite3.Error):
                 conn.execute(queries.AUTOCHECKPOINT_DEFAULT)
         return deleted
 
-    def _pause_between_batches(self, conn: sqlite3.Connection) -> None:
+    def _pause_between_batches(
+        self, conn: sqlite3.Connection, backlog_wait_ends: float, should_stop: StopCheck | None
+    ) -> None:
         """Leave the write lock free long enough for a waiting writer to get it.
 
         SQLite's busy handler polls a waiting writer every 20-25 ms after its
         first 33 ms, so the gap lasts `CLEANUP_PAUSE_SECONDS`; the WAL is
         checkpointed inside it (never blocking) rather than in someone's commit.
+        While a reader's snapshot (a backup's copy) keeps more than
+        `CLEANUP_MAX_WAL_BACKLOG_FRAMES` from being checkpointed, the gap lasts
+        until it ends, `backlog_wait_ends` passes or a stop is requested.
         """
         gap_started = time.monotonic()
-        self._checkpoint_backlog(conn)
-        rest = CLEANUP_PAUSE_SECONDS - (time.monotonic() - gap_started)
-        if rest > 0:
-            time.sleep(rest)
-
-    def _wait_for_checkpoint_backlog(
-        self, conn: sqlite3.Connection, wait_ends: float, should_stop: StopCheck | None
-    ) -> None:
-        """Hold cleanup back while a reader's snapshot keeps the WAL from folding.
-
-        Waiting is bounded by `wait_ends` (a reader that never finishes only
-        slows cleanup down for that long) and ends early on a stop request.
-        """
         while (
             self._checkpoint_backlog(conn) > CLEANUP_MAX_WAL_BACKLOG_FRAMES
-            and time.monotonic() < wait_ends
+            and time.monotonic() < backlog_wait_ends
             and not (should_stop is not None and should_stop())
         ):
             time.sleep(STOP_POLL_SECONDS)
+        rest = CLEANUP_PAUSE_SECONDS - (time.monotonic() - gap_started)
+        if rest > 0:
+            time.sleep(rest)
 
     def _checkpoint_backlog(self, conn: sqlite3.Connection) -> int:
         """Checkpoint what can be without blocking; return the WAL frames left."""
@@ -487,7 +481,7 @@ class JobStore:
                     source.execute(queries.BEGIN_READ)
                     source.execute(queries.PING).fetchone()
                     source.backup(target, pages=BACKUP_PAGES_PER_STEP, progress=check_stop)
-                    source.execute(queries.END_READ)
+                    source.execute(queries.COMMIT)
                     # The snapshot held back every checkpoint: fold the WAL now,
                     # before an engine commit inherits the whole backlog.
                     source.execute(queries.CHECKPOINT_PASSIVE).fetchone()

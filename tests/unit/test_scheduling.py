@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from secautod import JobStore
 from secautod.config import Config, parse_config
-from secautod.maintenance import first_run_time, retry_delay, task_intervals
+from secautod.maintenance import doubling_delay, first_run_time, task_intervals
 from secautod.scheduler import MaintenanceScheduler
 
 HOUR = timedelta(hours=1)
@@ -39,7 +39,7 @@ def test_success_in_the_future_waits_at_most_one_interval(now: datetime) -> None
 def test_retry_delay_doubles_up_to_the_interval() -> None:
     """Retries wait 5, 10, 20 ... minutes, never longer than the task's interval."""
     first = timedelta(minutes=5)
-    assert [retry_delay(n, first, 2 * HOUR) for n in (1, 2, 3, 4, 5, 100)] == [
+    assert [doubling_delay(n, first, 2 * HOUR) for n in (1, 2, 3, 4, 5, 100)] == [
         timedelta(minutes=5),
         timedelta(minutes=10),
         timedelta(minutes=20),
@@ -142,7 +142,7 @@ def test_small_drift_is_not_a_jump(scheduler_parts: Any) -> None:
         assert scheduler.shutdown(5)
 
 
-def test_failed_run_is_retried_after_the_retry_delay(tmp_path: Path, now: datetime) -> None:
+def test_failed_run_is_retried_after_the_doubling_delay(tmp_path: Path, now: datetime) -> None:
     """A backup that fails is logged, recorded, and rescheduled after retry_delay; the scheduler lives on."""
     (tmp_path / "blocked").write_text("a file where the backup directory should be")
     config = parse_config(
@@ -183,5 +183,7 @@ def test_shutdown_aborts_a_running_cleanup(scheduler_parts: Any) -> None:
 
 def test_retry_delays_never_overflow() -> None:
     """Even a day-long first delay after many failures stays at the cap instead of overflowing."""
-    assert retry_delay(31, DAY, 7 * DAY) == 7 * DAY
-    assert retry_delay(10_000, timedelta(days=3000), timedelta(days=36500)) == timedelta(days=36500)
+    assert doubling_delay(31, DAY, 7 * DAY) == 7 * DAY
+    assert doubling_delay(10_000, timedelta(days=3000), timedelta(days=36500)) == timedelta(
+        days=36500
+    )
