@@ -39,10 +39,12 @@ RESULT_FILES = {
 }
 
 
-def run_step(name: str, arguments: list[str], cache: Path, jobs: int) -> float:
-    """Run one script, teeing its output into a log; return its duration."""
+def run_step(name: str, arguments: list[str], cache: Path, jobs: int) -> tuple[float, bool]:
+    """Run one script, teeing its output into a log; return its duration and success."""
     log_dir = cache / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
+    if name in RESULT_FILES:  # a failed step must not leave an earlier run's figures behind
+        (log_dir / f"{RESULT_FILES[name]}.json").unlink(missing_ok=True)
     command = [
         sys.executable,
         str(BENCH_DIR / arguments[0]),
@@ -64,7 +66,7 @@ def run_step(name: str, arguments: list[str], cache: Path, jobs: int) -> float:
         status = process.wait()
     if status != 0:
         print(f"### {name} FAILED with status {status}", flush=True)
-    return time.monotonic() - started
+    return time.monotonic() - started, status == 0
 
 
 def summary(cache: Path, names: list[str]) -> str:
@@ -99,8 +101,11 @@ def main() -> int:
     facts = machine()
     print("machine: " + ", ".join(f"{key}={value}" for key, value in facts.items()))
     durations = {}
+    failed = []
     for name in names:
-        durations[name] = run_step(name, STEPS[name], args.cache, args.jobs)
+        durations[name], ok = run_step(name, STEPS[name], args.cache, args.jobs)
+        if not ok:
+            failed.append(name)
     table = summary(args.cache, names)
     timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations.items())
     text = (
@@ -109,6 +114,9 @@ def main() -> int:
     )
     (args.cache / "results" / "summary.md").write_text(text)
     print("\n" + text)
+    if failed:
+        print(f"failed steps: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

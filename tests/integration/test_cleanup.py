@@ -7,6 +7,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -194,6 +197,9 @@ def test_count_expired_matches_what_cleanup_deletes(
     assert store.cleanup_old_jobs(30 * DAY, now=now) == sum(counts.values())
 
 
+EXPIRED_ROWS = CLEANUP_WINDOW_ROWS[0] * 8 * 4
+
+
 class PinnedSnapshot:
     """A raw `sqlite3` reader holding one read transaction open (as a backup copy does)."""
 
@@ -203,85 +209,74 @@ class PinnedSnapshot:
         self.conn.execute("SELECT count(*) FROM jobs").fetchone()
 
     def release(self) -> None:
-        self.conn.execute("COMMIT")
-        self.conn.close()
+        """End the snapshot; safe to call again."""
+        self.conn.close()  # closing ends the read transaction; a second close does nothing
 
 
-def run_in_thread(function: Any) -> tuple[threading.Thread, list[Any]]:
-    """Start `function` in a thread; the list receives its result or exception."""
-    outcome: list[Any] = []
-
-    def target() -> None:
-        try:
-            outcome.append(function())
-        except Exception as exc:  # handed to the test to assert on
-            outcome.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread, outcome
+@pytest.fixture
+def pinned_store(
+    make_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, PinnedSnapshot]]:
+    """A store with expired jobs, a reader pinning a snapshot, and cleanup waiting above 1 frame."""
+    store = make_store()
+    bulk_insert(store.path, EXPIRED_ROWS, "completed", "2026-01-01 00:00:00.000")
+    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
+    reader = PinnedSnapshot(store.path)
+    try:
+        yield store, reader
+    finally:
+        reader.release()  # never leave a cleanup thread waiting for the whole budget
 
 
 def test_cleanup_waits_while_a_reader_keeps_the_wal_from_folding(
-    make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+    pinned_store: tuple[Any, PinnedSnapshot], now: datetime
 ) -> None:
     """A pinned snapshot holds cleanup back after one batch; it finishes once the reader ends."""
-    store = make_store()
-    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
-    bulk_insert(store.path, count, "completed", "2026-01-01 00:00:00.000")
-    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
-    reader = PinnedSnapshot(store.path)
+    store, reader = pinned_store
     progress: list[int] = []
-    thread, outcome = run_in_thread(
-        lambda: store.cleanup_old_jobs(30 * DAY, now=now, on_progress=progress.append)
-    )
-    wait_until(lambda: progress, what="the first cleanup batch")
-    thread.join(timeout=0.5)
-    assert thread.is_alive(), "cleanup ran on although the WAL could not be checkpointed"
-    assert len(progress) == 1
-    assert progress[0] < count
-    reader.release()
-    thread.join(timeout=DEADLINE)
-    assert outcome == [count]
+    with ThreadPoolExecutor(1) as pool:
+        cleanup = pool.submit(
+            store.cleanup_old_jobs, 30 * DAY, now=now, on_progress=progress.append
+        )
+        wait_until(lambda: progress, what="the first cleanup batch")
+        with pytest.raises(FutureTimeout):
+            cleanup.result(timeout=0.5)  # still waiting: the WAL could not be checkpointed
+        assert len(progress) == 1
+        assert progress[0] < EXPIRED_ROWS
+        reader.release()
+        assert cleanup.result(timeout=DEADLINE) == EXPIRED_ROWS
 
 
 def test_cleanup_waiting_for_a_reader_stops_on_request(
-    make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+    pinned_store: tuple[Any, PinnedSnapshot], now: datetime
 ) -> None:
     """A stop request ends the wait at once with CleanupAborted; deleted rows stay deleted."""
-    store = make_store()
-    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
-    bulk_insert(store.path, count, "failed", "2026-01-01 00:00:00.000")
-    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
-    reader = PinnedSnapshot(store.path)
+    store, _reader = pinned_store
     stop = threading.Event()
     progress: list[int] = []
-    thread, outcome = run_in_thread(
-        lambda: store.cleanup_old_jobs(
-            30 * DAY, now=now, on_progress=progress.append, should_stop=stop.is_set
+    with ThreadPoolExecutor(1) as pool:
+        cleanup = pool.submit(
+            store.cleanup_old_jobs,
+            30 * DAY,
+            now=now,
+            on_progress=progress.append,
+            should_stop=stop.is_set,
         )
-    )
-    wait_until(lambda: progress, what="the first cleanup batch")
-    stop.set()
-    thread.join(timeout=DEADLINE)
-    reader.release()
-    assert isinstance(outcome[0], CleanupAborted)
-    assert outcome[0].deleted == progress[0]
-    assert store.get_stats().total == count - progress[0]
+        wait_until(lambda: progress, what="the first cleanup batch")
+        stop.set()
+        with pytest.raises(CleanupAborted) as caught:
+            cleanup.result(timeout=DEADLINE)
+    assert caught.value.deleted == progress[0]
+    assert store.get_stats().total == EXPIRED_ROWS - progress[0]
 
 
 def test_cleanup_waits_for_a_reader_only_so_long(
-    make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+    pinned_store: tuple[Any, PinnedSnapshot], now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A reader that never finishes slows cleanup down for a bounded time, never forever."""
-    store = make_store()
-    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
-    bulk_insert(store.path, count, "cancelled", "2026-01-01 00:00:00.000")
-    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
+    store, _reader = pinned_store
     monkeypatch.setattr(store_module, "CLEANUP_MAX_BACKLOG_WAIT_SECONDS", 0.0)
-    reader = PinnedSnapshot(store.path)
-    try:
-        assert store.cleanup_old_jobs(30 * DAY, now=now) == count
-    finally:
-        reader.release()
+    with ThreadPoolExecutor(1) as pool:
+        cleanup = pool.submit(store.cleanup_old_jobs, 30 * DAY, now=now)
+        assert cleanup.result(timeout=DEADLINE) == EXPIRED_ROWS
     assert store.get_stats().total == 0

@@ -348,12 +348,12 @@ def test_recovery_handles_rows_it_cannot_read(tmp_path: Path) -> None:
     )
     conn.commit()
     conn.close()
-    now = datetime.now(UTC)
     with JobStore(path) as store:
         assert sorted(store.recover_interrupted_jobs("boot-x", notify=["http://h.invalid/"])) == [
             "",
             "bad",
         ]
+        now = datetime.now(UTC)  # after recovery, so the notifications are simply due
         notifications = store.state.due_notifications("http://h.invalid/", now, 10, now)
     bodies = {json.loads(n.body)["job"]["id"]: json.loads(n.body) for n in notifications}
     assert bodies["bad"]["job"]["created_at"] == "2026-01-01T08:00:00.000Z"
