@@ -20,13 +20,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from secautod import queries
 from secautod.backup import (
@@ -59,6 +59,7 @@ from secautod.errors import (
     UnreadableJobError,
 )
 from secautod.jobs import Job, JobStats, JobStatus
+from secautod.json_text import decode_json, encode_json
 from secautod.supervisor_state import SupervisorState
 from secautod.timestamps import (
     format_optional,
@@ -89,6 +90,13 @@ BACKUP_PAGES_PER_STEP = 1024
 IMPORT_BATCH_JOBS = 500
 BACKUP_SYNC_EVERY_STEPS = 4  # fdatasync the copy every 16 MiB (4 KiB pages)
 STOP_POLL_SECONDS = 0.05
+
+
+# One job as the table stores it: id, status, playbook, context, results, error,
+# created_at, started_at, completed_at, updated_at (see `import_encoded_jobs`).
+EncodedJob = tuple[
+    str, str, str, str, str | None, str | None, str, str | None, str | None, str | None
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +244,7 @@ class JobStore:
         """Store a job's results (any JSON value) and error text."""
         params = {
             "id": job_id,
-            "results": _encode_json(results, job_id, "results"),
+            "results": encode_json(results, job_id, "results"),
             "error": error,
             "now": format_timestamp(self._clock()),
         }
@@ -271,29 +279,79 @@ class JobStore:
         so importing twice changes nothing. The same id twice in `jobs` is an
         `InvalidJobError`. If `jobs` raises, nothing is kept.
         """
-        imported = skipped = 0
         now = self._clock()
+        batches = (
+            [
+                cast(EncodedJob, tuple(self._job_params(job, job.updated_at or now).values()))
+                for job in batch
+            ]
+            for batch in _batches(jobs, IMPORT_BATCH_JOBS)
+        )
+        return self.import_encoded_jobs(batches, on_progress)
+
+    def import_encoded_jobs(
+        self,
+        batches: Iterable[Sequence[EncodedJob]],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> ImportCounts:
+        """Like `import_jobs`, for jobs already in the table's text form.
+
+        Each `EncodedJob` holds the ten columns in table order: JSON texts
+        (valid JSON, as `json_text.encode_json` writes or as read from a
+        legacy file), timestamps in secautod's form; a None `updated_at`
+        becomes now. The importer uses this to skip building `Job` objects.
+        """
+        imported = skipped = 0
+        now = format_timestamp(self._clock())
         with self._pool.writing("importing jobs") as conn:
             conn.execute(queries.CREATE_IMPORT_SEEN)
             conn.execute(queries.CLEAR_IMPORT_SEEN)
-            for batch in _batches(jobs, IMPORT_BATCH_JOBS):
-                ids = [job.id for job in batch]
-                duplicate = _first_duplicate(ids) or next(
-                    (row[0] for row in conn.execute(queries.FIND_IMPORT_SEEN, (json.dumps(ids),))),
-                    None,
-                )
-                if duplicate is not None:
-                    raise InvalidJobError(
-                        f"job id {duplicate!r} appears more than once in the import"
-                    )
-                conn.executemany(queries.MARK_IMPORT_SEEN, [(job_id,) for job_id in ids])
-                rows = [self._job_params(job, job.updated_at or now) for job in batch]
-                inserted = conn.executemany(queries.INSERT_JOB_IF_ABSENT, rows).rowcount
-                imported += inserted
-                skipped += len(batch) - inserted
-                if on_progress is not None:
-                    on_progress(imported + skipped)
+            # A bulk insert touches index pages all over the file; with the
+            # default 2 MiB cache they are written out and read back many times.
+            conn.execute(queries.IMPORT_CACHE_SIZE)
+            try:
+                (import_start,) = conn.execute(queries.NEXT_JOB_ROWID).fetchone()
+                for batch in batches:
+                    ids = [row[0] for row in batch]
+                    (batch_start,) = conn.execute(queries.NEXT_JOB_ROWID).fetchone()
+                    rows = [row if row[9] is not None else (*row[:9], now) for row in batch]
+                    inserted = conn.executemany(queries.INSERT_JOB_IF_ABSENT, rows).rowcount
+                    duplicate = _first_duplicate(ids)
+                    if duplicate is None and inserted < len(ids):
+                        duplicate = self._mentioned_before(conn, ids, import_start, batch_start)
+                    if duplicate is not None:
+                        raise InvalidJobError(
+                            f"job id {duplicate!r} appears more than once in the import"
+                        )
+                    imported += inserted
+                    skipped += len(batch) - inserted
+                    if on_progress is not None:
+                        on_progress(imported + skipped)
+            finally:
+                conn.execute(queries.DEFAULT_CACHE_SIZE)
         return ImportCounts(imported, skipped)
+
+    @staticmethod
+    def _mentioned_before(
+        conn: sqlite3.Connection, ids: list[str], import_start: int, batch_start: int
+    ) -> str | None:
+        """Return one of a batch's skipped `ids` that this import met before, if any.
+
+        A skipped id was either inserted by an earlier batch (its rowid lies
+        between `import_start` and `batch_start`: new rows get the next rowid)
+        or stored before the import; those are remembered in a temporary table,
+        so that a second mention of one is caught too. A fresh import skips
+        nothing and never gets here.
+        """
+        ids_json = json.dumps(ids)
+        window = (ids_json, import_start, batch_start)
+        row = conn.execute(queries.FIND_IMPORTED_EARLIER, window).fetchone()
+        if row is None:
+            row = conn.execute(queries.FIND_IMPORT_SEEN, (ids_json,)).fetchone()
+        if row is not None:
+            return str(row[0])
+        conn.execute(queries.MARK_STORED_BEFORE_IMPORT, (ids_json, import_start))
+        return None
 
     # -- maintenance ---------------------------------------------------------
     def cleanup_old_jobs(
@@ -516,9 +574,9 @@ class JobStore:
         return {
             "id": job.id,
             "status": JobStatus.parse(job.status).value,
-            "playbook": _encode_json(job.playbook, job.id, "playbook"),
-            "context": _encode_json(job.context, job.id, "context"),
-            "results": _encode_json(job.results, job.id, "results"),
+            "playbook": encode_json(job.playbook, job.id, "playbook"),
+            "context": encode_json(job.context, job.id, "context"),
+            "results": encode_json(job.results, job.id, "results"),
             "error": job.error,
             "created_at": format_timestamp(require_aware(job.created_at, "created_at")),
             "started_at": format_optional(job.started_at),
@@ -546,9 +604,9 @@ class JobStore:
         return Job.from_store(
             id=job_id,
             status=job_status,
-            playbook=_decode_json(playbook, job_id, "playbook"),
-            context=_decode_json(context, job_id, "context"),
-            results=None if results is None else _decode_json(results, job_id, "results"),
+            playbook=decode_json(playbook, job_id, "playbook"),
+            context=decode_json(context, job_id, "context"),
+            results=None if results is None else decode_json(results, job_id, "results"),
             error=error,
             created_at=created_at,
             started_at=None
@@ -589,25 +647,6 @@ def _decode_time(
             f"job {job_id}: {column} holds {value!r}, which is not a date SQLite understands"
         )
     return datetime.fromisoformat(normalized).replace(tzinfo=UTC)
-
-
-def _encode_json(value: Any, job_id: str, column: str) -> str | None:
-    if value is None and column == "results":
-        return None
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidJobError(f"job {job_id}: {column} cannot be stored as JSON ({exc})") from None
-
-
-_JSON_DECODER = json.JSONDecoder()
-
-
-def _decode_json(text: str, job_id: str, column: str) -> Any:
-    try:
-        return _JSON_DECODER.decode(text)  # json.loads minus its argument checks
-    except (TypeError, ValueError) as exc:
-        raise UnreadableJobError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
 
 
 @contextmanager

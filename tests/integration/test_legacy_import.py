@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import run_cli, write_config
 
-from secautod import JobStatus
-from secautod import legacy_import as importer
+from secautod import JobStatus, legacy_parse
 from secautod.errors import EX_DATAERR, ImportFormatError
 from secautod.legacy_import import import_legacy_file
 
@@ -157,7 +157,7 @@ def test_values_split_across_chunk_boundaries_parse_the_same(
     make_store: Any, tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Streaming in tiny chunks (cutting numbers, literals, strings, escapes) gives the same jobs."""
-    monkeypatch.setattr(importer, "CHUNK_CHARS", chunk)
+    monkeypatch.setattr(legacy_parse, "CHUNK_CHARS", chunk)
     jobs = {
         "n1": legacy_job(
             "n1", results={"n": 1234567890123, "f": -0.000123e5, "t": True, "f2": False, "z": None}
@@ -178,7 +178,7 @@ def test_syntax_error_position_is_right_with_tiny_chunks(
     make_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Line and column stay exact when the error lies many chunks into the file."""
-    monkeypatch.setattr(importer, "CHUNK_CHARS", 5)
+    monkeypatch.setattr(legacy_parse, "CHUNK_CHARS", 5)
     lines = (
         ["{"]
         + [f'  "j{i}": {json.dumps(legacy_job(f"j{i}"))},' for i in range(3)]
@@ -212,3 +212,73 @@ def test_cli_import_json_counts_and_exit_statuses(tmp_path: Path) -> None:
     missing = run_cli("import-json", str(tmp_path / "nope.json"), "--config", str(config))
     assert missing.returncode == 65
     assert "cannot read" in missing.stderr
+
+
+def test_duplicate_ids_in_different_batches_are_refused(
+    make_store: Any, make_job: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An id named twice is refused across batches too, whether or not the store had it."""
+    monkeypatch.setattr(legacy_parse, "BATCH_JOBS", 2)
+    job = json.dumps(legacy_job("d"))
+    others = ", ".join(f'"o{i}": {json.dumps(legacy_job(f"o{i}"))}' for i in range(3))
+    source = tmp_path / "dup.json"
+    source.write_text(f'{{"d": {job}, {others}, "d": {job}}}')
+    fresh = make_store()
+    with pytest.raises(ImportFormatError, match="'d' appears more than once"):
+        import_legacy_file(fresh, source)
+    assert fresh.get_stats().total == 0
+    stored = make_store()
+    stored.save_job(make_job(id="d"))
+    with pytest.raises(ImportFormatError, match="'d' appears more than once"):
+        import_legacy_file(stored, source)
+    assert stored.get_stats().total == 1
+
+
+def test_reimport_in_many_batches_skips_everything(
+    make_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second import of a file read in several batches skips every job and refuses none."""
+    monkeypatch.setattr(legacy_parse, "BATCH_JOBS", 3)
+    source = write_legacy(tmp_path / "jobs.json", {f"j{i}": legacy_job(f"j{i}") for i in range(10)})
+    store = make_store()
+    assert import_legacy_file(store, source).imported == 10
+    again = import_legacy_file(store, source)
+    assert (again.imported, again.skipped) == (0, 10)
+
+
+def test_payload_text_is_kept_compact(make_store: Any, tmp_path: Path) -> None:
+    """One-line payloads are stored as written; pretty-printed ones are re-encoded compactly."""
+    jobs = {"a": legacy_job("a", playbook={"name": "x", "steps": [1, 2]})}
+    one_line = write_legacy(tmp_path / "one.json", jobs, indent=None)
+    pretty = write_legacy(tmp_path / "pretty.json", {"b": legacy_job("b")}, indent=2)
+    store = make_store()
+    import_legacy_file(store, one_line)
+    import_legacy_file(store, pretty)
+    with sqlite3.connect(store.path) as conn:
+        texts = dict(conn.execute("SELECT id, playbook FROM jobs").fetchall())
+    assert texts["a"] == '{"name": "x", "steps": [1, 2]}'
+    assert texts["b"] == '{"name":"triage","steps":[1,2.5,true,null]}'
+    assert store.get_job("b").playbook == {"name": "triage", "steps": [1, 2.5, True, None]}
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ('{"x": NaN}', "playbook cannot be stored as JSON"),
+        ('{"x": "\\ud800"}', "unpaired surrogate"),
+    ],
+)
+def test_payloads_other_readers_reject_are_refused(
+    make_store: Any, tmp_path: Path, payload: str, message: str
+) -> None:
+    """NaN and lone surrogates, which Python's decoder accepts, are refused with the job's id."""
+    job = json.dumps(legacy_job("n"))
+    source = tmp_path / "j.json"
+    source.write_text(
+        '{"n": ' + job.replace('{"name": "triage", "steps": [1, 2.5, true, null]}', payload) + "}"
+    )
+    assert payload in source.read_text()
+    store = make_store()
+    with pytest.raises(ImportFormatError, match=message):
+        import_legacy_file(store, source)
+    assert store.get_stats().total == 0

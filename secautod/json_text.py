@@ -1,0 +1,32 @@
+"""The JSON text of the `playbook`, `context` and `results` columns.
+
+The store writes compact UTF-8 JSON (no spaces, non-ASCII as is rather than escaped,
+no NaN or Infinity, which other readers of the table reject).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from secautod.errors import InvalidJobError, UnreadableJobError
+
+_DECODER = json.JSONDecoder()
+
+
+def encode_json(value: Any, job_id: str, column: str) -> str | None:
+    """Return `value` as the column's JSON text (None stays NULL for `results`)."""
+    if value is None and column == "results":
+        return None
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJobError(f"job {job_id}: {column} cannot be stored as JSON ({exc})") from None
+
+
+def decode_json(text: str, job_id: str, column: str) -> Any:
+    """Decode a column's JSON text, naming the job and column if it is not JSON."""
+    try:
+        return _DECODER.decode(text)  # json.loads minus its argument checks
+    except (TypeError, ValueError) as exc:
+        raise UnreadableJobError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
