@@ -143,24 +143,17 @@ RETURNING id"""
 # array), run before RECOVER_RUNNING_JOBS in the same transaction. The body names
 # the job and its times, not its playbook or context: the receiver has those, and
 # security context should not be copied into an outbox. Built in SQL, so rows
-# another program wrote in odd forms never need decoding.
+# another program wrote in odd forms never need decoding; the parts that are the
+# same for every job come ready-made (`:body_*`, see `JobStore`), as a json_object()
+# per row took 40 % of the time of queueing 100,000 notifications.
 _ISO_TIME = "coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', {0}), {0})"
 QUEUE_RECOVERY_NOTIFICATIONS = f"""
 INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
 SELECT endpoint.value, 'job_recovered', jobs.id,
-    json_object(
-        'id', lower(hex(randomblob(16))),
-        'event', 'job_recovered',
-        'boot_id', :boot_id,
-        'timestamp', :now_iso,
-        'job', json_object(
-            'id', jobs.id,
-            'status', 'failed',
-            'error', :error,
-            'created_at', {_ISO_TIME.format("jobs.created_at")},
-            'started_at', {_ISO_TIME.format("jobs.started_at")},
-            'completed_at', :now_iso,
-            'updated_at', :now_iso)),
+    '{{"id":"' || lower(hex(randomblob(16))) || :body_to_job_id || json_quote(jobs.id)
+    || :body_to_created_at || json_quote({_ISO_TIME.format("jobs.created_at")})
+    || ',"started_at":' || json_quote({_ISO_TIME.format("jobs.started_at")})
+    || :body_end,
     :now, :now
 FROM jobs CROSS JOIN json_each(:endpoints) AS endpoint
 WHERE jobs.status = 'running'"""

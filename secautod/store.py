@@ -372,15 +372,12 @@ class JobStore:
         if max_age <= timedelta(0):
             raise InvalidJobError(f"max_age must be positive, got {max_age}")
         cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
-        conn = self._pool.connection()
-        with self._pool.translating("cleaning up old jobs"):
+        with self._pool.querying("cleaning up old jobs") as conn:
             (last_rowid,) = conn.execute(queries.MAX_JOB_ROWID).fetchone()
         deleted = low = 0
         window = CLEANUP_WINDOW_ROWS[0]
         backlog_wait_ends = time.monotonic() + CLEANUP_MAX_BACKLOG_WAIT_SECONDS
-        with self._pool.translating("cleaning up old jobs"):
-            conn.execute(queries.AUTOCHECKPOINT_OFF)
-        try:
+        with self._checkpointing_myself("cleaning up old jobs") as conn:
             while low < last_rowid:
                 if should_stop is not None and should_stop():
                     raise CleanupAborted(deleted)
@@ -394,10 +391,23 @@ class JobStore:
                 if on_progress is not None:
                     on_progress(deleted)
                 self._pause_between_batches(conn, backlog_wait_ends, should_stop)
+        return deleted
+
+    @contextmanager
+    def _checkpointing_myself(self, action: str) -> Iterator[sqlite3.Connection]:
+        """Turn off this thread's automatic checkpoints (a commit's share) for the block.
+
+        For work whose commits would otherwise each copy a big WAL into the
+        file on the spot; the caller checkpoints at a time of its choosing.
+        """
+        conn = self._pool.connection()
+        with self._pool.translating(action):
+            conn.execute(queries.AUTOCHECKPOINT_OFF)
+        try:
+            yield conn
         finally:
             with suppress(sqlite3.Error):
                 conn.execute(queries.AUTOCHECKPOINT_DEFAULT)
-        return deleted
 
     def _pause_between_batches(
         self, conn: sqlite3.Connection, backlog_wait_ends: float, should_stop: StopCheck | None
@@ -500,15 +510,27 @@ class JobStore:
         )
         params = {
             "now": stamp,
-            "now_iso": isoformat_utc(at),
-            "error": error,
-            "boot_id": boot_id,
             "endpoints": json.dumps(list(notify)),
+            **_recovery_body_parts(boot_id, isoformat_utc(at), error),
+            "error": error,
         }
-        with self._pool.writing("recovering interrupted jobs") as conn:
+        # The daemon checkpoints these (maybe 100,000) rows once it is ready,
+        # rather than making start-up wait for it (see `checkpoint`).
+        with (
+            self._checkpointing_myself("recovering interrupted jobs"),
+            self._pool.writing("recovering interrupted jobs") as conn,
+        ):
             conn.execute(queries.QUEUE_RECOVERY_NOTIFICATIONS, params)
             rows = conn.execute(queries.RECOVER_RUNNING_JOBS, params).fetchall()
         return [str(row[0]) for row in rows]
+
+    def checkpoint(self) -> int:
+        """Copy what the WAL holds into the database file, without waiting for anyone.
+
+        Returns the WAL frames that could not be copied yet (a reader still
+        needs them). Never blocks other readers or writers.
+        """
+        return self._checkpoint_backlog(self._pool.connection())
 
     # -- internals -------------------------------------------------------------
     def _copy_verified(self, partial: Path, should_stop: StopCheck | None) -> None:
@@ -623,6 +645,22 @@ class JobStore:
 
 _STATUSES = {status.value: status for status in JobStatus}
 _OWN_TIMESTAMP_LENGTH = len("2026-01-21 10:00:00.000")
+
+
+def _recovery_body_parts(boot_id: str, now_iso: str, error: str) -> dict[str, str]:
+    """Return the parts of a `job_recovered` body that are the same for every job.
+
+    `QUEUE_RECOVERY_NOTIFICATIONS` puts the notification id, the job id and
+    the job's times between them, giving
+    `{"id", "event", "boot_id", "timestamp", "job": {"id", "status", "error",
+    "created_at", "started_at", "completed_at", "updated_at"}}`.
+    """
+    event = {"event": "job_recovered", "boot_id": boot_id, "timestamp": now_iso}
+    return {
+        "body_to_job_id": '",' + json.dumps(event, separators=(",", ":"))[1:-1] + ',"job":{"id":',
+        "body_to_created_at": f',"status":"failed","error":{json.dumps(error)},"created_at":',
+        "body_end": f',"completed_at":{json.dumps(now_iso)},"updated_at":{json.dumps(now_iso)}}}}}',
+    }
 
 
 def _decode_time(

@@ -176,6 +176,9 @@ def test_kill_9_then_restart_recovers_running_jobs(
     restarted = daemons.start(config)
     recovered = restarted.wait_for_event("job_recovered")[0]
     assert recovered["job_id"] == "interrupted"
+    restarted.wait_for_event("checkpoint_completed")  # recovery's WAL, folded once ready
+    events = [line["event"] for line in restarted.events()]
+    assert events.index("daemon_ready") < events.index("checkpoint_completed")
     assert restarted.stop() == 0
     with JobStore(tmp_path / "data" / "jobs.db") as store:
         job = store.get_job("interrupted")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -400,3 +401,64 @@ def test_a_forked_child_gets_its_own_connections(tmp_path: Path, make_job: Any) 
     assert {job.id for job in store.list_jobs()} == {"parent-before", "child", "parent-after"}
     assert store.integrity_check() == []
     store.close()
+
+
+def test_recovery_notification_body_names_the_job_and_its_times(
+    make_store: Any, make_job: Any
+) -> None:
+    """A job_recovered body carries the notification id, boot, time and the job's id, status, error and times."""
+    import json
+
+    store = make_store()
+    created = datetime(2026, 1, 21, 10, 0, tzinfo=UTC)
+    store.save_job(make_job(id='quo"te', status="running", created_at=created))
+    now = datetime(2026, 2, 1, 12, 30, 0, 250000, tzinfo=UTC)
+    store.recover_interrupted_jobs("boot-7", now=now, notify=["http://h.invalid/"])
+    (notification,) = store.state.due_notifications("http://h.invalid/", now, 10, now)
+    body = json.loads(notification.body)
+    job = store.get_job('quo"te')
+    assert list(body) == ["id", "event", "boot_id", "timestamp", "job"]
+    assert len(body["id"]) == 32
+    assert body["event"] == "job_recovered"
+    assert (body["boot_id"], body["timestamp"]) == ("boot-7", "2026-02-01T12:30:00.250Z")
+    assert body["job"] == {
+        "id": 'quo"te',
+        "status": "failed",
+        "error": job.error,
+        "created_at": "2026-01-21T10:00:00.000Z",
+        "started_at": job.to_dict()["started_at"],
+        "completed_at": "2026-02-01T12:30:00.250Z",
+        "updated_at": "2026-02-01T12:30:00.250Z",
+    }
+
+
+def test_recovery_leaves_its_checkpoint_to_the_caller(
+    make_store: Any, make_job: Any, tmp_path: Path
+) -> None:
+    """Recovery's rows stay in the WAL until checkpoint(); later commits checkpoint by themselves again."""
+    import shutil
+
+    def file_alone() -> sqlite3.Connection:  # the database file without its WAL
+        copy = tmp_path / "alone.db"
+        shutil.copyfile(store.path, copy)
+        return sqlite3.connect(copy)
+
+    store = make_store()
+    for index in range(50):
+        store.save_job(make_job(id=f"r{index}", status="running"))
+    store.checkpoint()
+    store.recover_interrupted_jobs("boot-1")
+    with closing(file_alone()) as alone:
+        assert alone.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone() == (
+            50,
+        )
+    assert store.checkpoint() == 0
+    with closing(file_alone()) as alone:
+        assert alone.execute("SELECT count(*) FROM jobs WHERE status = 'failed'").fetchone() == (
+            50,
+        )
+    for index in range(1100):  # more than 1,000 WAL pages, one commit each
+        store.save_job(make_job(id=f"n{index}", playbook={"pad": "x" * 3000}))
+    with closing(file_alone()) as alone:
+        (folded,) = alone.execute("SELECT count(*) FROM jobs WHERE id LIKE 'n%'").fetchone()
+    assert folded >= 900
