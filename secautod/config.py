@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from secautod.database import Synchronous
+from secautod.database import BACKUP_CHECKS, BackupCheck, Synchronous
 from secautod.errors import ConfigError
 
 DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/secautod/config.yaml"))
@@ -73,6 +73,7 @@ class JobsConfig:
     backup_interval: timedelta = timedelta(hours=168)
     backup_keep: int = 8
     backup_directory: Path | None = None  # None: the data directory
+    backup_check: BackupCheck = "integrity"
     retry_delay: timedelta = timedelta(minutes=5)
 
 
@@ -236,6 +237,7 @@ def _parse_jobs(value: object, base: Path) -> JobsConfig:
             "backup_interval",
             "backup_keep",
             "backup_directory",
+            "backup_check",
             "retry_delay_seconds",
         ),
     )
@@ -249,6 +251,9 @@ def _parse_jobs(value: object, base: Path) -> JobsConfig:
         backup_directory=None
         if directory is None
         else _resolve(base, directory, "jobs.backup_directory"),
+        backup_check=cast(
+            BackupCheck, _get(section, "backup_check", p, _choice(BACKUP_CHECKS), "integrity")
+        ),
         retry_delay=_get(section, "retry_delay_seconds", p, _seconds, timedelta(minutes=5)),
     )
 

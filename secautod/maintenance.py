@@ -108,7 +108,9 @@ def run_backup(
     directory = config.backup_directory
     log.info("backup_started", directory=str(directory))
     with _outcome_logged(store, BACKUP, now):
-        path = store.backup_jobs(directory, now=now, should_stop=should_stop)
+        path = store.backup_jobs(
+            directory, now=now, should_stop=should_stop, check=config.jobs.backup_check
+        )
         try:
             pruned = prune_backups(directory, store.path.name, config.jobs.backup_keep, path)
         except OSError as exc:
@@ -131,6 +133,7 @@ def run_backup(
         path=str(path),
         size_bytes=outcome.size_bytes,
         duration_ms=outcome.duration_ms,
+        check=config.jobs.backup_check,
     )
     return outcome
 

@@ -129,8 +129,11 @@ _EXPIRED = (
     "julianday(created_at)) < julianday(:cutoff)"
 )
 MAX_JOB_ROWID = "SELECT coalesce(max(rowid), 0) FROM jobs"
-DELETE_EXPIRED_IN_ROWID_RANGE = (
-    f"DELETE FROM jobs WHERE rowid > :low AND rowid <= :high AND {_EXPIRED}"
+EXPIRED_IN_ROWID_RANGE = (
+    f"SELECT rowid FROM jobs WHERE rowid > :low AND rowid <= :high AND {_EXPIRED}"
+)
+DELETE_EXPIRED_ROWIDS = (
+    f"DELETE FROM jobs WHERE rowid IN (SELECT value FROM json_each(:rowids)) AND {_EXPIRED}"
 )
 COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} GROUP BY status"
 

@@ -37,6 +37,7 @@ from secautod.backup import (
 )
 from secautod.database import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
+    BackupCheck,
     ConnectionPool,
     Synchronous,
     check_jobs_table,
@@ -75,12 +76,15 @@ from secautod.timestamps import (
 Clock = Callable[[], datetime]
 StopCheck = Callable[[], bool]
 
-# Cleanup deletes in short transactions so other writers never wait long:
-# each batch aims at this duration, starting small, then pauses so a waiting
-# writer gets in (see `_pause_between_batches`).
+# Cleanup finds expired rows with plain reads, this many rowids at a time, then
+# deletes them in short transactions so other writers never wait long: each
+# batch takes 20-40 ms (a writer that has waited since a batch began next
+# retries 53 ms in), starting small, then pauses so a waiting writer gets in
+# (see `_pause_between_batches`).
+CLEANUP_SCAN_ROWS = 8192
 CLEANUP_BATCH_SECONDS = 0.04
 CLEANUP_PAUSE_SECONDS = 0.025
-CLEANUP_WINDOW_ROWS = (256, 65_536)
+CLEANUP_BATCH_ROWS = (256, 65_536)
 # WAL frames a reader's snapshot (a backup's copy) may keep from being
 # checkpointed before cleanup waits for it: folding a bigger backlog at once
 # means one long fsync that every other commit on the disk waits behind.
@@ -375,23 +379,40 @@ class JobStore:
         with self._pool.querying("cleaning up old jobs") as conn:
             (last_rowid,) = conn.execute(queries.MAX_JOB_ROWID).fetchone()
         deleted = low = 0
-        window = CLEANUP_WINDOW_ROWS[0]
+        batch = CLEANUP_BATCH_ROWS[0]
         backlog_wait_ends = time.monotonic() + CLEANUP_MAX_BACKLOG_WAIT_SECONDS
         with self._checkpointing_myself("cleaning up old jobs") as conn:
             while low < last_rowid:
                 if should_stop is not None and should_stop():
                     raise CleanupAborted(deleted)
-                high = min(low + window, last_rowid)
-                started = time.monotonic()
-                with self._pool.writing("cleaning up old jobs"):
-                    params = {"low": low, "high": high, "cutoff": cutoff}
-                    deleted += conn.execute(queries.DELETE_EXPIRED_IN_ROWID_RANGE, params).rowcount
-                window = _next_window(window, time.monotonic() - started)
+                high = min(low + CLEANUP_SCAN_ROWS, last_rowid)
+                rowids = self._expired_rowids(conn, low, high, cutoff)
                 low = high
-                if on_progress is not None:
-                    on_progress(deleted)
-                self._pause_between_batches(conn, backlog_wait_ends, should_stop)
+                while rowids:
+                    if should_stop is not None and should_stop():
+                        raise CleanupAborted(deleted)
+                    chunk, rowids = rowids[:batch], rowids[batch:]
+                    started = time.monotonic()
+                    with self._pool.writing("cleaning up old jobs"):
+                        # The predicate again: another writer may have changed a row since.
+                        params = {"rowids": json.dumps(chunk), "cutoff": cutoff}
+                        deleted += conn.execute(queries.DELETE_EXPIRED_ROWIDS, params).rowcount
+                    batch = _next_batch_rows(batch, time.monotonic() - started)
+                    if on_progress is not None:
+                        on_progress(deleted)
+                    self._pause_between_batches(conn, backlog_wait_ends, should_stop)
         return deleted
+
+    def _expired_rowids(
+        self, conn: sqlite3.Connection, low: int, high: int, cutoff: str
+    ) -> list[int]:
+        """Return the rowids in (low, high] that cleanup deletes, with a plain read.
+
+        A read takes no lock, so stretches with nothing to delete cost no pause.
+        """
+        window = {"low": low, "high": high, "cutoff": cutoff}
+        with self._pool.translating("cleaning up old jobs"):
+            return [row[0] for row in conn.execute(queries.EXPIRED_IN_ROWID_RANGE, window)]
 
     @contextmanager
     def _checkpointing_myself(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -455,12 +476,14 @@ class JobStore:
         *,
         now: datetime | None = None,
         should_stop: StopCheck | None = None,
+        check: BackupCheck = "integrity",
     ) -> Path:
         """Write a verified online backup and return its path.
 
         The copy is taken from one consistent snapshot while other writers go
         on, written under a temporary name, checked with `PRAGMA
-        integrity_check`, synced, and only then given its final name
+        integrity_check` (`quick_check` with `check="quick"`), synced, and
+        only then given its final name
         `jobs.db.backup.YYYYMMDD-HHMMSS` (UTC) in `directory` (default: the
         database's). On any failure no file is left under a final name.
         """
@@ -470,7 +493,7 @@ class JobStore:
         remove_stale_partials(target_dir, self.path.name)
         partial = partial_path(target_dir, self.path.name, taken_at)
         try:
-            self._copy_verified(partial, should_stop)
+            self._copy_verified(partial, should_stop, check)
             fsync_file(partial)
             final = publish_backup(partial, target_dir, self.path.name, taken_at)
         except OSError as exc:
@@ -533,7 +556,9 @@ class JobStore:
         return self._checkpoint_backlog(self._pool.connection())
 
     # -- internals -------------------------------------------------------------
-    def _copy_verified(self, partial: Path, should_stop: StopCheck | None) -> None:
+    def _copy_verified(
+        self, partial: Path, should_stop: StopCheck | None, check: BackupCheck
+    ) -> None:
         """Copy one snapshot of the database into `partial` and verify it."""
         create_owner_only_file(partial)
 
@@ -568,7 +593,7 @@ class JobStore:
                     target.execute(queries.USE_ROLLBACK_JOURNAL)
                     try:
                         with _interrupted_on_stop(target, should_stop):
-                            problems = integrity_problems(target)
+                            problems = integrity_problems(target, check=check)
                     except sqlite3.OperationalError:
                         if should_stop is not None and should_stop():
                             raise BackupAborted() from None
@@ -730,14 +755,14 @@ def _first_duplicate(ids: list[str]) -> str | None:
     return None
 
 
-def _next_window(window: int, elapsed: float) -> int:
-    """Grow or shrink the cleanup window so each batch takes about the target time."""
-    smallest, largest = CLEANUP_WINDOW_ROWS
+def _next_batch_rows(rows: int, elapsed: float) -> int:
+    """Halve the cleanup batch after one over the target time; double it after one under half."""
+    smallest, largest = CLEANUP_BATCH_ROWS
     if elapsed > CLEANUP_BATCH_SECONDS:
-        return max(smallest, window // 2)
+        return max(smallest, rows // 2)
     if elapsed < CLEANUP_BATCH_SECONDS / 2:
-        return min(largest, window * 2)
-    return window
+        return min(largest, rows * 2)
+    return rows
 
 
 def _remove_database_files(path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from secautod import JobStore
 from secautod.backup import list_backups, restore_backup
+from secautod.database import integrity_problems
 from secautod.errors import BackupAborted, StoreCorruptError, StoreFullError
 
 
@@ -54,6 +55,49 @@ def test_backup_is_a_verified_self_contained_copy(
     assert record is not None
     assert record.integrity == "ok"
     assert record.size_bytes == path.stat().st_size
+
+
+def test_quick_checked_backup_is_a_complete_copy(
+    make_store: Any, make_job: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With check="quick" the copy is verified by PRAGMA quick_check and is still complete and sound."""
+    import secautod.store as store_module
+
+    checks: list[str] = []
+    real = store_module.integrity_problems
+
+    def recording(conn: sqlite3.Connection, limit: int = 20, check: str = "integrity") -> Any:
+        checks.append(check)
+        return real(conn, limit, check)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module, "integrity_problems", recording)
+    store = make_store()
+    fill(store, make_job, 20)
+    path = store.backup_jobs(now=now, check="quick")
+    assert checks == ["quick"]
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 20
+    conn.close()
+
+
+def test_quick_check_still_finds_a_damaged_page(tmp_path: Path) -> None:
+    """PRAGMA quick_check, like integrity_check, reports a page of garbage inside a table."""
+    path = tmp_path / "d.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,) for _ in range(200)])
+    conn.commit()
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[4096 * 3 : 4096 * 3 + 100] = b"\xff" * 100  # a leaf page of t
+    path.write_bytes(bytes(data))
+    conn = sqlite3.connect(path)
+    try:
+        assert integrity_problems(conn, check="quick") != []
+        assert integrity_problems(conn, check="integrity") != []
+    finally:
+        conn.close()
 
 
 def test_two_backups_in_one_second_do_not_collide(make_store: Any, now: datetime) -> None:

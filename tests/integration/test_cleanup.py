@@ -20,7 +20,7 @@ from harness import DEADLINE, wait_until
 from secautod import JobStatus
 from secautod import store as store_module
 from secautod.errors import CleanupAborted, InvalidJobError
-from secautod.store import CLEANUP_WINDOW_ROWS
+from secautod.store import CLEANUP_BATCH_ROWS
 
 DAY = timedelta(days=1)
 
@@ -114,7 +114,7 @@ def bulk_insert(path: Path, count: int, status: str, created: str, start: int = 
 def test_cleanup_works_in_many_short_transactions(make_store: Any, now: datetime) -> None:
     """Deleting many rows takes several batches, each reported to on_progress."""
     store = make_store()
-    count = CLEANUP_WINDOW_ROWS[0] * 8 * 6
+    count = CLEANUP_BATCH_ROWS[0] * 8 * 6
     bulk_insert(store.path, count, "completed", "2026-01-01 00:00:00.000")
     progress: list[int] = []
     assert store.cleanup_old_jobs(30 * DAY, now=now, on_progress=progress.append) == count
@@ -126,7 +126,7 @@ def test_cleanup_works_in_many_short_transactions(make_store: Any, now: datetime
 def test_stopped_cleanup_keeps_its_progress_and_resumes(make_store: Any, now: datetime) -> None:
     """A stop between batches raises CleanupAborted; deleted rows stay deleted; a rerun finishes."""
     store = make_store()
-    count = CLEANUP_WINDOW_ROWS[0] * 8 * 4
+    count = CLEANUP_BATCH_ROWS[0] * 8 * 4
     bulk_insert(store.path, count, "failed", "2026-01-01 00:00:00.000")
     batches: list[int] = []
     with pytest.raises(CleanupAborted) as caught:
@@ -197,7 +197,7 @@ def test_count_expired_matches_what_cleanup_deletes(
     assert store.cleanup_old_jobs(30 * DAY, now=now) == sum(counts.values())
 
 
-EXPIRED_ROWS = CLEANUP_WINDOW_ROWS[0] * 8 * 4
+EXPIRED_ROWS = CLEANUP_BATCH_ROWS[0] * 8 * 4
 
 
 class PinnedSnapshot:

@@ -43,7 +43,7 @@ def pragma(conn: sqlite3.Connection, name: str) -> Any:
 
 @pytest.mark.parametrize(("level", "value"), [("FULL", 2), ("NORMAL", 1)])
 def test_every_connection_sets_the_pragmas(tmp_path: Path, level: str, value: int) -> None:
-    """connect() sets WAL, a busy timeout, the chosen synchronous level and foreign keys."""
+    """connect() sets WAL, a busy timeout, the synchronous level, foreign keys and secure delete."""
     store = JobStore(tmp_path / "jobs.db", synchronous=level, busy_timeout=2.5)  # type: ignore[arg-type]
     store.close()
     conn = connect(tmp_path / "jobs.db", synchronous=level, busy_timeout=2.5)  # type: ignore[arg-type]
@@ -52,6 +52,7 @@ def test_every_connection_sets_the_pragmas(tmp_path: Path, level: str, value: in
         assert pragma(conn, "busy_timeout") == 2500
         assert pragma(conn, "synchronous") == value
         assert pragma(conn, "foreign_keys") == 1
+        assert pragma(conn, "secure_delete") == 1
     finally:
         conn.close()
 
@@ -69,12 +70,13 @@ def test_store_connections_in_threads_use_the_pragmas(make_store: Any) -> None:
             journal=pragma(conn, "journal_mode"),
             sync=pragma(conn, "synchronous"),
             busy=pragma(conn, "busy_timeout"),
+            secure_delete=pragma(conn, "secure_delete"),
         )
 
     thread = threading.Thread(target=inspect)
     thread.start()
     thread.join()
-    assert seen == {"journal": "wal", "sync": 1, "busy": 1000}
+    assert seen == {"journal": "wal", "sync": 1, "busy": 1000, "secure_delete": 1}
 
 
 def test_files_are_owner_only(tmp_path: Path, make_job: Any) -> None:

@@ -37,6 +37,7 @@ def test_values_become_typed_durations_and_paths(tmp_path: Path) -> None:
                 "cleanup_interval": 0.5,
                 "backup_interval": 12,
                 "backup_directory": "../bk",
+                "backup_check": "quick",
             },
             "shutdown_timeout_seconds": 9,
         },
@@ -49,6 +50,8 @@ def test_values_become_typed_durations_and_paths(tmp_path: Path) -> None:
     assert config.storage.busy_timeout == timedelta(seconds=2.5)
     assert config.jobs.retention == timedelta(days=7)
     assert config.jobs.cleanup_interval == timedelta(minutes=30)
+    assert config.jobs.backup_check == "quick"
+    assert parse({}, tmp_path).jobs.backup_check == "integrity"
     assert config.shutdown_timeout == timedelta(seconds=9)
 
 
@@ -100,6 +103,7 @@ def test_webhook_secret_comes_from_the_environment_and_hides_itself(tmp_path: Pa
             "jobs.retention_days: expected a positive number, got nothing",
         ),
         ({"storage": {"synchronous": "off"}}, "storage.synchronous: expected one of full, normal"),
+        ({"jobs": {"backup_check": "none"}}, "jobs.backup_check: expected one of integrity, quick"),
         (
             {"storage": {"database_file": "../x.db"}},
             "storage.database_file: expected a plain file name",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,17 @@ from secautod.scheduler import MaintenanceScheduler
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def now() -> datetime:
+    """A year ahead of the real clock (overriding conftest's fixed instant).
+
+    APScheduler fires jobs by the real clock, so the schedules these tests
+    build from a fake clock must lie in its future, or it runs them at once
+    (a fixed date in the past made these tests fail once that date had passed).
+    """
+    return datetime.now(UTC).replace(microsecond=0) + 365 * DAY
 
 
 def test_never_run_task_runs_now(now: datetime) -> None:
