@@ -82,7 +82,7 @@ def test_quick_checked_backup_is_a_complete_copy(
 
 
 def test_quick_check_still_finds_a_damaged_page(tmp_path: Path) -> None:
-    """PRAGMA quick_check, like integrity_check, reports a page of garbage inside a table."""
+    """PRAGMA quick_check, like integrity_check, reports a table page whose layout is broken."""
     path = tmp_path / "d.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE t (x TEXT)")
@@ -90,7 +90,7 @@ def test_quick_check_still_finds_a_damaged_page(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     data = bytearray(path.read_bytes())
-    data[4096 * 3 : 4096 * 3 + 100] = b"\xff" * 100  # a leaf page of t
+    data[4096 * 3 + 1 : 4096 * 3 + 3] = b"\x0f\xf0"  # page 4's first-freeblock pointer
     path.write_bytes(bytes(data))
     conn = sqlite3.connect(path)
     try:
