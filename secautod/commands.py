@@ -16,7 +16,6 @@ from secautod.config import Config, find_config_path, load_config, redact_url
 from secautod.database import describe_problems, verify_database_file
 from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
 from secautod.jobs import Job, JobStats, JobStatus
-from secautod.legacy_import import import_legacy_file
 from secautod.lock import DirectoryLock, holder_pid
 from secautod.log import configure_logging
 from secautod.maintenance import run_backup, run_cleanup
@@ -289,6 +288,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_import_json(args: argparse.Namespace) -> int:
     """Import the legacy JSON job file."""
+    # Imported here: the importer brings multiprocessing, which other commands do not need.
+    from secautod.legacy_import import import_legacy_file
+
     config = load(args)
     progress = Progress("import")
     with open_store(config) as store:

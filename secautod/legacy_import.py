@@ -18,9 +18,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secautod.database import JOBS_COLUMNS
 from secautod.errors import ImportFormatError, InvalidJobError, SecautodError
@@ -29,6 +28,9 @@ from secautod.json_text import encode_json
 from secautod.legacy_parse import ParsedBatch, parse_legacy_file
 from secautod.store import EncodedJob, JobStore
 from secautod.timestamps import format_timestamp, is_go_zero_time, parse_timestamp
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 # How long a parser that was told to stop may take before it is killed.
 _PARSER_STOP_SECONDS = 5.0
