@@ -1,7 +1,9 @@
 """The JSON text of the `playbook`, `context` and `results` columns.
 
 The store writes compact UTF-8 JSON (no spaces, non-ASCII as is rather than escaped,
-no NaN or Infinity, which other readers of the table reject).
+no NaN or Infinity, which other readers of the table reject). Other writers,
+and jobs imported from a legacy file (whose text is kept as written), may use
+other valid forms; reading accepts any JSON text.
 """
 
 from __future__ import annotations

@@ -152,7 +152,19 @@ def _payload(value: dict[str, Any], texts: dict[str, str], name: str, job_id: st
     member = value[name]
     if member is None and name == "results":
         return None
-    return encode_json(member, job_id, name)
+    text = encode_json(member, job_id, name)
+    if text is not None and not _is_utf8(text):
+        raise InvalidJobError(f"job {job_id!r}: field {name!r} holds an unpaired surrogate")
+    return text
+
+
+def _is_utf8(text: str) -> bool:
+    """Tell whether `text` can be stored: a lone surrogate (from an escape) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _timestamp(value: dict[str, Any], name: str, job_id: str) -> str | None:
@@ -182,7 +194,8 @@ class _ParserProcess:
     The child sends each batch (pickled, through a pipe whose small buffer
     keeps it at most a batch or two ahead) and then one closing message: done,
     an `ImportFormatError`'s text, or a traceback. Leaving the block early
-    (an error here, Ctrl-C) stops the child.
+    (an error here, Ctrl-C) closes the pipe, so the child's next send fails
+    and it ends; one that does not end within `_PARSER_STOP_SECONDS` is killed.
     """
 
     def __init__(self, path: Path) -> None:
@@ -190,7 +203,7 @@ class _ParserProcess:
         self._receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_parse_and_send,
-            args=(path, sender),
+            args=(path, sender, self._receiver),
             name="secautod-import-parser",
             daemon=True,
         )
@@ -227,8 +240,11 @@ class _ParserProcess:
                 raise ParserFailed(f"the import's parser process failed:\n{payload}")
 
 
-def _parse_and_send(path: Path, sender: Connection) -> None:
+def _parse_and_send(path: Path, sender: Connection, parents_end: Connection) -> None:
     """Parse `path` and send every batch, then how it ended (runs in the child)."""
+    # The fork copied the parent's end of the pipe; were it kept open here, the
+    # pipe would never lose its last reader and a send would block, not fail.
+    parents_end.close()
     # Ctrl-C reaches the whole process group; the parent decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Parsing makes no reference cycles, so the cyclic collector only costs time.
@@ -239,6 +255,8 @@ def _parse_and_send(path: Path, sender: Connection) -> None:
         sender.send(("done", None))
     except ImportFormatError as exc:
         sender.send(("invalid", str(exc)))
+    except RecursionError:  # pickling a value nested hundreds deep, outside any payload
+        sender.send(("invalid", f"{path}: a job nests values too deeply; nothing was imported"))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent stopped listening: it has an error of its own to report
     except BaseException:

@@ -16,13 +16,15 @@ plain path: the whole job decoded by `json`, its values encoded afresh.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
-from secautod.errors import ImportFormatError
+from secautod.errors import ImportFormatError, InvalidJobError
+from secautod.json_text import encode_json
 
 CHUNK_CHARS = 1 << 20
 BATCH_JOBS = 500
@@ -83,11 +85,21 @@ def _refuse_constant(name: str) -> NoReturn:
     raise _Unusual(name)
 
 
-# Like `_DECODER`, but NaN and Infinity (not JSON to anyone else) go the plain path.
-# `scan_once` is what `raw_decode` calls, minus a Python frame per value.
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: valid JSON text, but not a number Python can store
+        raise _Unusual(text)
+    return value
+
+
+# Like `_DECODER`, but NaN, Infinity and numbers too large for a float go the
+# plain path, which refuses them. `scan_once` is what `raw_decode` calls, minus
+# a Python frame per value.
 _scan_value = cast(
     Callable[[str, int], tuple[Any, int]],
-    json.JSONDecoder(parse_constant=_refuse_constant).scan_once,  # type: ignore[attr-defined]
+    json.JSONDecoder(  # type: ignore[attr-defined]
+        parse_constant=_refuse_constant, parse_float=_finite_float
+    ).scan_once,
 )
 # One match per member: the separator before it, its name and the colon after,
 # or the closing brace. Names with escapes or control characters do not match
@@ -125,6 +137,27 @@ def scan_object(text: str, position: int) -> tuple[dict[str, Any], dict[str, str
             value[key] = member
         match = _NEXT_MEMBER.match(text, position)
     raise _Unusual("not an object of plainly named members")
+
+
+def _encoded_payloads(value: Any) -> dict[str, str]:
+    """Encode a plainly decoded job's payloads to compact text, taking them out of `value`.
+
+    So that only flat values cross to the importing process (pickle gives up
+    on values nested a few hundred deep). A payload that cannot be encoded
+    (NaN, a lone surrogate) stays in `value` for the importer to refuse.
+    """
+    texts: dict[str, str] = {}
+    if not isinstance(value, dict):
+        return texts
+    for name in _PAYLOAD_COLUMNS & value.keys():
+        try:
+            text = encode_json(value[name], "", name) or "null"  # None: NULL results
+            text.encode("utf-8")
+        except (InvalidJobError, UnicodeEncodeError):
+            continue
+        texts[name] = text
+        del value[name]
+    return texts
 
 
 def _storable_as_written(text: str) -> bool:
@@ -217,7 +250,7 @@ class _ChunkReader:
             return scan_object(self.buffer, position)
         except (ValueError, StopIteration, _Unusual):
             value, end = self.decode(position)
-            return value, {}, end
+            return value, _encoded_payloads(value), end
 
 
 def _iter_members(reader: _ChunkReader) -> Iterator[tuple[str, Any, dict[str, str]]]:

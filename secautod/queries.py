@@ -63,9 +63,16 @@ ON CONFLICT (id) DO UPDATE SET
 INSERT_JOB_IF_ABSENT = f"""
 INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO NOTHING"""
-# 64 MiB of page cache while an import runs (negative: KiB); then SQLite's default.
+# 64 MiB of page cache while an import runs (negative: KiB); then what it was.
+CACHE_SIZE = "PRAGMA cache_size"
 IMPORT_CACHE_SIZE = "PRAGMA cache_size = -65536"
-DEFAULT_CACHE_SIZE = "PRAGMA cache_size = -2000"
+
+
+def set_cache_size(pages_or_kib: int) -> str:
+    """Return the PRAGMA that sets the page cache (PRAGMA takes no bound parameters)."""
+    return f"PRAGMA cache_size = {int(pages_or_kib)}"
+
+
 # Refusing a file that names a job twice: ids inserted earlier in this import
 # have rowids from the import's first one on; ids that were stored before it
 # and mentioned once already are kept in a temporary table.

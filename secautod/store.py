@@ -84,7 +84,7 @@ StopCheck = Callable[[], bool]
 CLEANUP_SCAN_ROWS = 8192
 CLEANUP_BATCH_SECONDS = 0.04
 CLEANUP_PAUSE_SECONDS = 0.025
-CLEANUP_BATCH_ROWS = (256, 65_536)
+CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
 # WAL frames a reader's snapshot (a backup's copy) may keep from being
 # checkpointed before cleanup waits for it: folding a bigger backlog at once
 # means one long fsync that every other commit on the disk waits behind.
@@ -312,6 +312,7 @@ class JobStore:
             conn.execute(queries.CLEAR_IMPORT_SEEN)
             # A bulk insert touches index pages all over the file; with the
             # default 2 MiB cache they are written out and read back many times.
+            (cache_size,) = conn.execute(queries.CACHE_SIZE).fetchone()
             conn.execute(queries.IMPORT_CACHE_SIZE)
             try:
                 (import_start,) = conn.execute(queries.NEXT_JOB_ROWID).fetchone()
@@ -332,7 +333,8 @@ class JobStore:
                     if on_progress is not None:
                         on_progress(imported + skipped)
             finally:
-                conn.execute(queries.DEFAULT_CACHE_SIZE)
+                with suppress(sqlite3.Error):  # never hide the import's own error
+                    conn.execute(queries.set_cache_size(int(cache_size)))
         return ImportCounts(imported, skipped)
 
     @staticmethod
@@ -453,9 +455,11 @@ class JobStore:
         if rest > 0:
             time.sleep(rest)
 
-    def _checkpoint_backlog(self, conn: sqlite3.Connection) -> int:
+    def _checkpoint_backlog(
+        self, conn: sqlite3.Connection, action: str = "cleaning up old jobs"
+    ) -> int:
         """Checkpoint what can be without blocking; return the WAL frames left."""
-        with self._pool.translating("cleaning up old jobs"):
+        with self._pool.translating(action):
             _busy, wal_frames, checkpointed = conn.execute(queries.CHECKPOINT_PASSIVE).fetchone()
         return max(0, int(wal_frames) - int(checkpointed))
 
@@ -553,7 +557,7 @@ class JobStore:
         Returns the WAL frames that could not be copied yet (a reader still
         needs them). Never blocks other readers or writers.
         """
-        return self._checkpoint_backlog(self._pool.connection())
+        return self._checkpoint_backlog(self._pool.connection(), "checkpointing the WAL")
 
     # -- internals -------------------------------------------------------------
     def _copy_verified(

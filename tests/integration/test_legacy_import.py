@@ -11,6 +11,7 @@ import pytest
 from harness import run_cli, write_config
 
 from secautod import JobStatus, legacy_parse
+from secautod import legacy_import as importer
 from secautod.errors import EX_DATAERR, ImportFormatError
 from secautod.legacy_import import import_legacy_file
 
@@ -246,7 +247,7 @@ def test_reimport_in_many_batches_skips_everything(
     assert (again.imported, again.skipped) == (0, 10)
 
 
-def test_payload_text_is_kept_compact(make_store: Any, tmp_path: Path) -> None:
+def test_payload_text_is_kept_as_written_or_compacted(make_store: Any, tmp_path: Path) -> None:
     """One-line payloads are stored as written; pretty-printed ones are re-encoded compactly."""
     jobs = {"a": legacy_job("a", playbook={"name": "x", "steps": [1, 2]})}
     one_line = write_legacy(tmp_path / "one.json", jobs, indent=None)
@@ -264,14 +265,15 @@ def test_payload_text_is_kept_compact(make_store: Any, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ('{"x": NaN}', "playbook cannot be stored as JSON"),
-        ('{"x": "\\ud800"}', "unpaired surrogate"),
+        ('{"x": NaN}', "job n: playbook cannot be stored as JSON"),
+        ('{"x": 1e400}', "job n: playbook cannot be stored as JSON"),
+        ('{"x": "\\ud800"}', "job 'n': field 'playbook' holds an unpaired surrogate"),
     ],
 )
 def test_payloads_other_readers_reject_are_refused(
     make_store: Any, tmp_path: Path, payload: str, message: str
 ) -> None:
-    """NaN and lone surrogates, which Python's decoder accepts, are refused with the job's id."""
+    """NaN, numbers too big for a float and lone surrogates, which Python's decoder accepts, are refused with the job's id."""
     job = json.dumps(legacy_job("n"))
     source = tmp_path / "j.json"
     source.write_text(
@@ -282,3 +284,33 @@ def test_payloads_other_readers_reject_are_refused(
     with pytest.raises(ImportFormatError, match=message):
         import_legacy_file(store, source)
     assert store.get_stats().total == 0
+
+
+def test_deeply_nested_payload_over_several_lines_imports(make_store: Any, tmp_path: Path) -> None:
+    """A pretty-printed payload nested 800 deep (past pickle's limit) imports like any other."""
+    deep: Any = "leaf"
+    for _ in range(800):
+        deep = [deep]
+    store = make_store()
+    import_legacy_file(
+        store, write_legacy(tmp_path / "j.json", {"d": legacy_job("d", playbook=deep)})
+    )
+    assert store.get_job("d").playbook == deep
+
+
+def test_an_error_found_by_the_parent_stops_the_parser_at_once(
+    make_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the parent refuses a job, the parser child (blocked on a full pipe) ends without being killed."""
+    import multiprocessing
+    import time
+
+    monkeypatch.setattr(importer, "_PARSER_STOP_SECONDS", 60.0)
+    jobs = {f"j{i}": legacy_job(f"j{i}") for i in range(5000)}
+    jobs["j600"]["status"] = "done"
+    source = write_legacy(tmp_path / "j.json", jobs, indent=None)
+    started = time.monotonic()
+    with pytest.raises(ImportFormatError, match="job 'j600': field 'status'"):
+        import_legacy_file(make_store(), source)
+    assert time.monotonic() - started < 30  # not the 60 s wait before a kill
+    assert multiprocessing.active_children() == []
