@@ -107,6 +107,10 @@ class ImportFormatError(SecautodError):
     exit_status = EX_DATAERR
 
 
+class ImportParserFailed(SecautodError):
+    """The process parsing a legacy JSON file stopped without finishing; nothing was imported."""
+
+
 class LockHeldError(SecautodError):
     """Another secautod process holds the data directory's lock."""
 

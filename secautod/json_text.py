@@ -32,3 +32,12 @@ def decode_json(text: str, job_id: str, column: str) -> Any:
         return _DECODER.decode(text)  # json.loads minus its argument checks
     except (TypeError, ValueError) as exc:
         raise UnreadableJobError(f"job {job_id}: {column} is not valid JSON ({exc})") from None
+
+
+def is_utf8(text: str) -> bool:
+    """Tell whether `text` can be stored: a lone surrogate (from a JSON escape) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

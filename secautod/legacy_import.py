@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from secautod.database import JOBS_COLUMNS
-from secautod.errors import ImportFormatError, InvalidJobError, SecautodError
+from secautod.errors import ImportFormatError, ImportParserFailed, InvalidJobError
 from secautod.jobs import JobStatus
-from secautod.json_text import encode_json
+from secautod.json_text import encode_json, is_utf8
 from secautod.legacy_parse import ParsedBatch, parse_legacy_file
 from secautod.store import EncodedJob, JobStore
 from secautod.timestamps import format_timestamp, is_go_zero_time, parse_timestamp
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 # How long a parser that was told to stop may take before it is killed.
 _PARSER_STOP_SECONDS = 5.0
 _KNOWN_FIELDS = frozenset(JOBS_COLUMNS)
-_STATUSES = {status.value: status.value for status in JobStatus}
+_STATUS_VALUES = frozenset(status.value for status in JobStatus)
 # `2026-01-21T10:00:00.123Z`, the usual legacy form, converts by slicing.
 _MILLISECOND_ZULU = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
 
@@ -47,10 +47,6 @@ class ImportReport:
     imported: int = 0
     skipped: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-class ParserFailed(SecautodError):
-    """The process parsing the legacy file stopped without finishing."""
 
 
 def import_legacy_file(
@@ -132,8 +128,8 @@ def legacy_row(job_id: str, value: object, texts: dict[str, str]) -> EncodedJob:
 
 
 def _status(status: object, job_id: str) -> str:
-    if isinstance(status, str) and status in _STATUSES:
-        return _STATUSES[status]
+    if isinstance(status, str) and status in _STATUS_VALUES:
+        return status
     if not isinstance(status, str):
         raise InvalidJobError(f"job {job_id!r}: field 'status' is missing or not text")
     try:
@@ -153,18 +149,9 @@ def _payload(value: dict[str, Any], texts: dict[str, str], name: str, job_id: st
     if member is None and name == "results":
         return None
     text = encode_json(member, job_id, name)
-    if text is not None and not _is_utf8(text):
+    if text is not None and not is_utf8(text):
         raise InvalidJobError(f"job {job_id!r}: field {name!r} holds an unpaired surrogate")
     return text
-
-
-def _is_utf8(text: str) -> bool:
-    """Tell whether `text` can be stored: a lone surrogate (from an escape) cannot."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _timestamp(value: dict[str, Any], name: str, job_id: str) -> str | None:
@@ -226,7 +213,7 @@ class _ParserProcess:
                 kind, payload = self._receiver.recv()
             except EOFError:
                 self._process.join(_PARSER_STOP_SECONDS)
-                raise ParserFailed(
+                raise ImportParserFailed(
                     f"the import's parser process ended unexpectedly "
                     f"(exit status {self._process.exitcode}); nothing was imported"
                 ) from None
@@ -237,7 +224,7 @@ class _ParserProcess:
             elif kind == "invalid":
                 raise ImportFormatError(payload)
             else:
-                raise ParserFailed(f"the import's parser process failed:\n{payload}")
+                raise ImportParserFailed(f"the import's parser process failed:\n{payload}")
 
 
 def _parse_and_send(path: Path, sender: Connection, parents_end: Connection) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
 from secautod.errors import ImportFormatError, InvalidJobError
-from secautod.json_text import encode_json
+from secautod.json_text import encode_json, is_utf8
 
 CHUNK_CHARS = 1 << 20
 BATCH_JOBS = 500
@@ -152,11 +152,11 @@ def _encoded_payloads(value: Any) -> dict[str, str]:
     for name in _PAYLOAD_COLUMNS & value.keys():
         try:
             text = encode_json(value[name], "", name) or "null"  # None: NULL results
-            text.encode("utf-8")
-        except (InvalidJobError, UnicodeEncodeError):
+        except InvalidJobError:
             continue
-        texts[name] = text
-        del value[name]
+        if is_utf8(text):
+            texts[name] = text
+            del value[name]
     return texts
 
 
@@ -253,7 +253,7 @@ class _ChunkReader:
             return value, _encoded_payloads(value), end
 
 
-def _iter_members(reader: _ChunkReader) -> Iterator[tuple[str, Any, dict[str, str]]]:
+def _iter_members(reader: _ChunkReader) -> Iterator[ParsedJob]:
     """Yield (key, value, payload texts) of the file's top-level object, one member at a time."""
     position = reader.skip_space(0)
     if position >= len(reader.buffer):

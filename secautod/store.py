@@ -446,7 +446,7 @@ class JobStore:
         """
         gap_started = time.monotonic()
         while (
-            self._checkpoint_backlog(conn) > CLEANUP_MAX_WAL_BACKLOG_FRAMES
+            self._checkpoint_backlog(conn, "cleaning up old jobs") > CLEANUP_MAX_WAL_BACKLOG_FRAMES
             and time.monotonic() < backlog_wait_ends
             and not (should_stop is not None and should_stop())
         ):
@@ -455,9 +455,7 @@ class JobStore:
         if rest > 0:
             time.sleep(rest)
 
-    def _checkpoint_backlog(
-        self, conn: sqlite3.Connection, action: str = "cleaning up old jobs"
-    ) -> int:
+    def _checkpoint_backlog(self, conn: sqlite3.Connection, action: str) -> int:
         """Checkpoint what can be without blocking; return the WAL frames left."""
         with self._pool.translating(action):
             _busy, wal_frames, checkpointed = conn.execute(queries.CHECKPOINT_PASSIVE).fetchone()
