@@ -17,7 +17,9 @@ from secautod import Job, JobStatus, JobStore
 # Tests import the shared helpers in tests/harness.py as `harness`.
 sys.path.insert(0, str(Path(__file__).parent))
 
-NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+# The session's start, so data made relative to it stays "recent" to a daemon
+# that cleans up by the real clock; tests that assert literal dates use their own.
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 StoreFactory = Callable[..., JobStore]
 JobFactory = Callable[..., Job]
@@ -25,7 +27,7 @@ JobFactory = Callable[..., Job]
 
 @pytest.fixture
 def now() -> datetime:
-    """A fixed aware-UTC instant to pass as `now`."""
+    """The session's fixed aware-UTC start instant, to pass as `now`."""
     return NOW
 
 

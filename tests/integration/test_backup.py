@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ from secautod import JobStore
 from secautod.backup import list_backups, restore_backup
 from secautod.database import integrity_problems
 from secautod.errors import BackupAborted, StoreCorruptError, StoreFullError
+
+# Tests that assert file names pass this instant rather than the `now` fixture.
+NAMED_AT = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 
 def files_in(directory: Path) -> list[str]:
@@ -36,7 +39,7 @@ def test_backup_is_a_verified_self_contained_copy(
     """The backup has the UTC name, 0600 mode, every job, rollback-journal mode and no side files."""
     store = make_store()
     fill(store, make_job, 20)
-    path = store.backup_jobs(now=now)
+    path = store.backup_jobs(now=NAMED_AT)
     assert path.name == "jobs.db.backup.20261122-120000"
     assert path.parent == store.path.parent
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -100,12 +103,12 @@ def test_quick_check_still_finds_a_damaged_page(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_two_backups_in_one_second_do_not_collide(make_store: Any, now: datetime) -> None:
+def test_two_backups_in_one_second_do_not_collide(make_store: Any) -> None:
     """A second backup within the same second gets -2 instead of replacing the first."""
     store = make_store()
-    first = store.backup_jobs(now=now)
-    second = store.backup_jobs(now=now)
-    third = store.backup_jobs(now=now)
+    first = store.backup_jobs(now=NAMED_AT)
+    second = store.backup_jobs(now=NAMED_AT)
+    third = store.backup_jobs(now=NAMED_AT)
     assert [first.name, second.name, third.name] == [
         "jobs.db.backup.20261122-120000",
         "jobs.db.backup.20261122-120000-2",
@@ -237,16 +240,14 @@ def test_write_on_a_full_disk_raises_store_full_and_keeps_data(
         assert reopened.get_stats().total == saved
 
 
-def test_restore_swaps_in_the_backup_and_keeps_the_old_file(
-    make_store: Any, make_job: Any, now: datetime
-) -> None:
+def test_restore_swaps_in_the_backup_and_keeps_the_old_file(make_store: Any, make_job: Any) -> None:
     """restore_backup replaces the database atomically and keeps the previous one as pre-restore."""
     store = make_store()
     fill(store, make_job, 5)
-    backup = store.backup_jobs(now=now)
+    backup = store.backup_jobs(now=NAMED_AT)
     fill(store, make_job, 7)
     store.close()
-    result = restore_backup(backup, store.path, now)
+    result = restore_backup(backup, store.path, NAMED_AT)
     assert result.previous is not None
     assert result.previous.name == "jobs.db.pre-restore-20261122-120000"
     with JobStore(store.path) as restored:

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,9 @@ def test_age_is_completion_time_then_creation_time(
     assert [job.id for job in store.list_jobs()] == ["recently-done"]
 
 
-def test_cleanup_understands_foreign_timestamp_forms(make_store: Any, now: datetime) -> None:
+def test_cleanup_understands_foreign_timestamp_forms(make_store: Any) -> None:
     """Jobs written by other clients in RFC 3339 or Go form age by their real instant."""
+    now = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
     store = make_store()
     conn = sqlite3.connect(store.path)
     rows = [
