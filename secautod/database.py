@@ -1,6 +1,7 @@
 """SQLite mechanics for the store: connections, transactions, migrations, errors.
 
-Only this module and `store.py` import `sqlite3`. Every connection is made by
+Only this module and the rest of the store (`store.py`, `job_rows.py`,
+`cleanup_batches.py`, `backup_copy.py`) import `sqlite3`. Every connection is made by
 `connect()`, which sets every pragma; every write runs inside
 `transaction()`; every driver error is turned into a `StoreError` by
 `translate_error()` at the boundary that knows which file and action it was.
@@ -376,6 +377,29 @@ class ConnectionPool:
         conn = self.connection()
         with self.translating(action), read_snapshot(conn):
             yield conn
+
+    def checkpoint(self, action: str) -> int:
+        """Checkpoint what can be without blocking; return the WAL frames left."""
+        conn = self.connection()
+        with self.translating(action):
+            _busy, wal_frames, checkpointed = conn.execute(queries.CHECKPOINT_PASSIVE).fetchone()
+        return max(0, int(wal_frames) - int(checkpointed))
+
+    @contextmanager
+    def without_automatic_checkpoints(self, action: str) -> Iterator[sqlite3.Connection]:
+        """Turn off this thread's automatic checkpoints (a commit's share) for the block.
+
+        For work whose commits would otherwise each copy a big WAL into the
+        file on the spot; the caller checkpoints at a time of its choosing.
+        """
+        conn = self.connection()
+        with self.translating(action):
+            conn.execute(queries.AUTOCHECKPOINT_OFF)
+        try:
+            yield conn
+        finally:
+            with suppress(sqlite3.Error):
+                conn.execute(queries.AUTOCHECKPOINT_DEFAULT)
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close every connection."""

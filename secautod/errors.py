@@ -7,6 +7,8 @@ that turns these into a one-line message and that status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 EX_OK = 0
 EX_UNEXPECTED = 1
 EX_USAGE = 2  # argparse's own status for bad command lines
@@ -71,6 +73,10 @@ class BackupError(StoreError):
 
 class OperationAborted(SecautodError):
     """The operation was stopped before it finished, on request."""
+
+
+# Asked between the steps of a long operation; True makes it raise `OperationAborted`.
+StopCheck = Callable[[], bool]
 
 
 class BackupAborted(OperationAborted, BackupError):

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from secautod.database import JOBS_COLUMNS
 from secautod.errors import ImportFormatError, ImportParserFailed, InvalidJobError
+from secautod.job_rows import EncodedJob
 from secautod.jobs import JobStatus
 from secautod.json_text import encode_json, is_utf8
 from secautod.legacy_parse import ParsedBatch, parse_legacy_file
-from secautod.store import EncodedJob, JobStore
+from secautod.store import JobStore
 from secautod.timestamps import format_timestamp, is_go_zero_time, parse_timestamp
 
 if TYPE_CHECKING:

@@ -18,15 +18,13 @@ import itertools
 import json
 import os
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from secautod import queries
 from secautod.backup import (
@@ -35,72 +33,43 @@ from secautod.backup import (
     publish_backup,
     remove_stale_partials,
 )
+from secautod.backup_copy import copy_verified
+from secautod.cleanup_batches import delete_expired_jobs
 from secautod.database import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
+    JOBS_COLUMNS,
     BackupCheck,
     ConnectionPool,
     Synchronous,
     check_jobs_table,
-    connect,
     create_owner_only_file,
-    describe_problems,
     integrity_problems,
     migrate,
     prepare_directory,
-    schema_version,
 )
 from secautod.errors import (
-    BackupAborted,
     BackupError,
-    CleanupAborted,
     InvalidJobError,
     JobNotFoundError,
+    StopCheck,
     StoreError,
     StoreFullError,
-    UnreadableJobError,
 )
+from secautod.job_rows import EncodedJob, decode_job, encode_job
 from secautod.jobs import Job, JobStats, JobStatus
-from secautod.json_text import decode_json, encode_json
+from secautod.json_text import encode_json
 from secautod.supervisor_state import SupervisorState
 from secautod.timestamps import (
-    format_optional,
     format_timestamp,
-    is_go_zero_time,
     isoformat_utc,
-    parse_timestamp,
     require_aware,
     to_utc_or_none,
     utc_now,
 )
 
 Clock = Callable[[], datetime]
-StopCheck = Callable[[], bool]
 
-# Cleanup finds expired rows with plain reads, this many rowids at a time, then
-# deletes them in short transactions so other writers never wait long: each
-# batch takes 20-40 ms (a writer that has waited since a batch began next
-# retries 53 ms in), starting small, then pauses so a waiting writer gets in
-# (see `_pause_between_batches`).
-CLEANUP_SCAN_ROWS = 8192
-CLEANUP_BATCH_SECONDS = 0.04
-CLEANUP_PAUSE_SECONDS = 0.025
-CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
-# WAL frames a reader's snapshot (a backup's copy) may keep from being
-# checkpointed before cleanup waits for it: folding a bigger backlog at once
-# means one long fsync that every other commit on the disk waits behind.
-CLEANUP_MAX_WAL_BACKLOG_FRAMES = 512
-CLEANUP_MAX_BACKLOG_WAIT_SECONDS = 300.0
-BACKUP_PAGES_PER_STEP = 1024
 IMPORT_BATCH_JOBS = 500
-BACKUP_SYNC_EVERY_STEPS = 4  # fdatasync the copy every 16 MiB (4 KiB pages)
-STOP_POLL_SECONDS = 0.05
-
-
-# One job as the table stores it: id, status, playbook, context, results, error,
-# created_at, started_at, completed_at, updated_at (see `import_encoded_jobs`).
-EncodedJob = tuple[
-    str, str, str, str, str | None, str | None, str, str | None, str | None, str | None
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +145,7 @@ class JobStore:
     # -- jobs ----------------------------------------------------------------
     def save_job(self, job: Job) -> None:
         """Insert `job`, or replace the stored job with the same id."""
-        params = self._job_params(job, self._clock())
+        params = dict(zip(JOBS_COLUMNS, encode_job(job, self._clock()), strict=True))
         with self._pool.writing(f"saving job {job.id}") as conn:
             conn.execute(queries.UPSERT_JOB, params)
 
@@ -184,7 +153,7 @@ class JobStore:
         """Return the job with `job_id`, or None if there is none."""
         with self._pool.querying(f"loading job {job_id}") as conn:
             row = conn.execute(queries.SELECT_JOB, (job_id,)).fetchone()
-            return None if row is None else self._decode(conn, row)
+            return None if row is None else decode_job(conn, row)
 
     def get_job(self, job_id: str) -> Job:
         """Return the job with `job_id`, raising `JobNotFoundError` if there is none."""
@@ -225,7 +194,7 @@ class JobStore:
         with guard("listing jobs") as conn:
             if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
                 raise JobNotFoundError(after)
-            return [self._decode(conn, row) for row in conn.execute(query, params)]
+            return [decode_job(conn, row) for row in conn.execute(query, params)]
 
     def update_job_status(
         self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
@@ -285,10 +254,7 @@ class JobStore:
         """
         now = self._clock()
         batches = (
-            [
-                cast(EncodedJob, tuple(self._job_params(job, job.updated_at or now).values()))
-                for job in batch
-            ]
+            [encode_job(job, job.updated_at or now) for job in batch]
             for batch in _batches(jobs, IMPORT_BATCH_JOBS)
         )
         return self.import_encoded_jobs(batches, on_progress)
@@ -378,88 +344,9 @@ class JobStore:
         if max_age <= timedelta(0):
             raise InvalidJobError(f"max_age must be positive, got {max_age}")
         cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
-        with self._pool.querying("cleaning up old jobs") as conn:
-            (last_rowid,) = conn.execute(queries.MAX_JOB_ROWID).fetchone()
-        deleted = low = 0
-        batch = CLEANUP_BATCH_ROWS[0]
-        backlog_wait_ends = time.monotonic() + CLEANUP_MAX_BACKLOG_WAIT_SECONDS
-        with self._checkpointing_myself("cleaning up old jobs") as conn:
-            while low < last_rowid:
-                if should_stop is not None and should_stop():
-                    raise CleanupAborted(deleted)
-                high = min(low + CLEANUP_SCAN_ROWS, last_rowid)
-                rowids = self._expired_rowids(conn, low, high, cutoff)
-                low = high
-                while rowids:
-                    if should_stop is not None and should_stop():
-                        raise CleanupAborted(deleted)
-                    chunk, rowids = rowids[:batch], rowids[batch:]
-                    started = time.monotonic()
-                    with self._pool.writing("cleaning up old jobs"):
-                        # The predicate again: another writer may have changed a row since.
-                        params = {"rowids": json.dumps(chunk), "cutoff": cutoff}
-                        deleted += conn.execute(queries.DELETE_EXPIRED_ROWIDS, params).rowcount
-                    batch = _next_batch_rows(batch, time.monotonic() - started)
-                    if on_progress is not None:
-                        on_progress(deleted)
-                    self._pause_between_batches(conn, backlog_wait_ends, should_stop)
-        return deleted
-
-    def _expired_rowids(
-        self, conn: sqlite3.Connection, low: int, high: int, cutoff: str
-    ) -> list[int]:
-        """Return the rowids in (low, high] that cleanup deletes, with a plain read.
-
-        A read takes no lock, so stretches with nothing to delete cost no pause.
-        """
-        window = {"low": low, "high": high, "cutoff": cutoff}
-        with self._pool.translating("cleaning up old jobs"):
-            return [row[0] for row in conn.execute(queries.EXPIRED_IN_ROWID_RANGE, window)]
-
-    @contextmanager
-    def _checkpointing_myself(self, action: str) -> Iterator[sqlite3.Connection]:
-        """Turn off this thread's automatic checkpoints (a commit's share) for the block.
-
-        For work whose commits would otherwise each copy a big WAL into the
-        file on the spot; the caller checkpoints at a time of its choosing.
-        """
-        conn = self._pool.connection()
-        with self._pool.translating(action):
-            conn.execute(queries.AUTOCHECKPOINT_OFF)
-        try:
-            yield conn
-        finally:
-            with suppress(sqlite3.Error):
-                conn.execute(queries.AUTOCHECKPOINT_DEFAULT)
-
-    def _pause_between_batches(
-        self, conn: sqlite3.Connection, backlog_wait_ends: float, should_stop: StopCheck | None
-    ) -> None:
-        """Leave the write lock free long enough for a waiting writer to get it.
-
-        SQLite's busy handler polls a waiting writer every 20-25 ms after its
-        first 33 ms, so the gap lasts `CLEANUP_PAUSE_SECONDS`; the WAL is
-        checkpointed inside it (never blocking) rather than in someone's commit.
-        While a reader's snapshot (a backup's copy) keeps more than
-        `CLEANUP_MAX_WAL_BACKLOG_FRAMES` from being checkpointed, the gap lasts
-        until it ends, `backlog_wait_ends` passes or a stop is requested.
-        """
-        gap_started = time.monotonic()
-        while (
-            self._checkpoint_backlog(conn, "cleaning up old jobs") > CLEANUP_MAX_WAL_BACKLOG_FRAMES
-            and time.monotonic() < backlog_wait_ends
-            and not (should_stop is not None and should_stop())
-        ):
-            time.sleep(STOP_POLL_SECONDS)
-        rest = CLEANUP_PAUSE_SECONDS - (time.monotonic() - gap_started)
-        if rest > 0:
-            time.sleep(rest)
-
-    def _checkpoint_backlog(self, conn: sqlite3.Connection, action: str) -> int:
-        """Checkpoint what can be without blocking; return the WAL frames left."""
-        with self._pool.translating(action):
-            _busy, wal_frames, checkpointed = conn.execute(queries.CHECKPOINT_PASSIVE).fetchone()
-        return max(0, int(wal_frames) - int(checkpointed))
+        return delete_expired_jobs(
+            self._pool, cutoff, should_stop=should_stop, on_progress=on_progress
+        )
 
     def count_expired_jobs(
         self, max_age: timedelta, *, now: datetime | None = None
@@ -495,7 +382,9 @@ class JobStore:
         remove_stale_partials(target_dir, self.path.name)
         partial = partial_path(target_dir, self.path.name, taken_at)
         try:
-            self._copy_verified(partial, should_stop, check)
+            copy_verified(
+                self._pool, partial, self.schema_version, should_stop=should_stop, check=check
+            )
             fsync_file(partial)
             final = publish_backup(partial, target_dir, self.path.name, taken_at)
         except OSError as exc:
@@ -542,7 +431,7 @@ class JobStore:
         # The daemon checkpoints these (maybe 100,000) rows once it is ready,
         # rather than making start-up wait for it (see `checkpoint`).
         with (
-            self._checkpointing_myself("recovering interrupted jobs"),
+            self._pool.without_automatic_checkpoints("recovering interrupted jobs"),
             self._pool.writing("recovering interrupted jobs") as conn,
         ):
             conn.execute(queries.QUEUE_RECOVERY_NOTIFICATIONS, params)
@@ -555,123 +444,7 @@ class JobStore:
         Returns the WAL frames that could not be copied yet (a reader still
         needs them). Never blocks other readers or writers.
         """
-        return self._checkpoint_backlog(self._pool.connection(), "checkpointing the WAL")
-
-    # -- internals -------------------------------------------------------------
-    def _copy_verified(
-        self, partial: Path, should_stop: StopCheck | None, check: BackupCheck
-    ) -> None:
-        """Copy one snapshot of the database into `partial` and verify it."""
-        create_owner_only_file(partial)
-
-        sync_fd = os.open(partial, os.O_RDONLY)
-        steps = 0
-
-        def check_stop(_status: int, _remaining: int, _total: int) -> None:
-            nonlocal steps
-            if should_stop is not None and should_stop():
-                raise BackupAborted()
-            # Write the copy out as it grows: gigabytes of dirty pages flushed at
-            # the end would stall every other fsync on the disk (the engine's commits).
-            steps += 1
-            if steps % BACKUP_SYNC_EVERY_STEPS == 0:
-                os.fdatasync(sync_fd)
-
-        source = self._pool.open_connection("backing up")
-        try:
-            with self._pool.translating(f"writing backup {partial}"):
-                target = connect(partial, wal=False)
-            try:
-                with self._pool.translating(f"writing backup {partial}"):
-                    # An open read transaction pins one snapshot for every step,
-                    # so concurrent writers never force the copy to restart.
-                    source.execute(queries.BEGIN_READ)
-                    source.execute(queries.PING).fetchone()
-                    source.backup(target, pages=BACKUP_PAGES_PER_STEP, progress=check_stop)
-                    source.execute(queries.COMMIT)
-                    # The snapshot held back every checkpoint: fold the WAL now,
-                    # before an engine commit inherits the whole backlog.
-                    source.execute(queries.CHECKPOINT_PASSIVE).fetchone()
-                    target.execute(queries.USE_ROLLBACK_JOURNAL)
-                    try:
-                        with _interrupted_on_stop(target, should_stop):
-                            problems = integrity_problems(target, check=check)
-                    except sqlite3.OperationalError:
-                        if should_stop is not None and should_stop():
-                            raise BackupAborted() from None
-                        raise
-                    # A stop requested at any point before publishing aborts, even
-                    # if the check finished before the interrupt could land.
-                    if should_stop is not None and should_stop():
-                        raise BackupAborted()
-                    version = schema_version(target)
-                if problems:
-                    raise BackupError(
-                        f"the backup copy failed its integrity check "
-                        f"({describe_problems(problems)}); the database itself may be "
-                        f"damaged: run 'secautod check'"
-                    )
-                if version != self.schema_version:
-                    raise BackupError(f"backup {partial} has schema version {version}")
-            finally:
-                target.close()
-        finally:
-            source.close()
-            os.close(sync_fd)
-
-    def _job_params(self, job: Job, now: datetime) -> dict[str, object]:
-        return {
-            "id": job.id,
-            "status": JobStatus.parse(job.status).value,
-            "playbook": encode_json(job.playbook, job.id, "playbook"),
-            "context": encode_json(job.context, job.id, "context"),
-            "results": encode_json(job.results, job.id, "results"),
-            "error": job.error,
-            "created_at": format_timestamp(require_aware(job.created_at, "created_at")),
-            "started_at": format_optional(job.started_at),
-            "completed_at": format_optional(job.completed_at),
-            "updated_at": format_timestamp(now),
-        }
-
-    def _decode(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
-        """Turn a `JOB_COLUMNS` row into a `Job`, whoever wrote it."""
-        job_id, status, playbook, context, results, error, created, started, completed, updated = (
-            row
-        )
-        if not isinstance(job_id, str) or not job_id:
-            raise UnreadableJobError(f"a stored job has the id {job_id!r}, which is not usable")
-        job_status = _STATUSES.get(status)
-        if job_status is None:
-            raise UnreadableJobError(
-                f"job {job_id} has status {status!r}, which secautod does not know"
-            )
-        created_at = _decode_time(conn, created, job_id, "created_at")
-        if created_at is None:
-            raise UnreadableJobError(f"job {job_id}: created_at is empty")
-        # Every value is checked and UTC at millisecond precision here, so the
-        # validating constructor (a third of a load's time) is skipped.
-        return Job.from_store(
-            id=job_id,
-            status=job_status,
-            playbook=decode_json(playbook, job_id, "playbook"),
-            context=decode_json(context, job_id, "context"),
-            results=None if results is None else decode_json(results, job_id, "results"),
-            error=error,
-            created_at=created_at,
-            started_at=None
-            if started is None
-            else _decode_time(conn, started, job_id, "started_at"),
-            completed_at=None
-            if completed is None
-            else _decode_time(conn, completed, job_id, "completed_at"),
-            updated_at=None
-            if updated is None
-            else _decode_time(conn, updated, job_id, "updated_at"),
-        )
-
-
-_STATUSES = {status.value: status for status in JobStatus}
-_OWN_TIMESTAMP_LENGTH = len("2026-01-21 10:00:00.000")
+        return self._pool.checkpoint("checkpointing the WAL")
 
 
 def _recovery_body_parts(boot_id: str, now_iso: str, error: str) -> dict[str, str]:
@@ -690,58 +463,6 @@ def _recovery_body_parts(boot_id: str, now_iso: str, error: str) -> dict[str, st
     }
 
 
-def _decode_time(
-    conn: sqlite3.Connection, value: object, job_id: str, column: str
-) -> datetime | None:
-    """Read a timestamp in any form SQLite's date functions accept."""
-    if value is None:
-        return None
-    if type(value) is str:
-        if len(value) == _OWN_TIMESTAMP_LENGTH and value[10] == " ":  # secautod's own form
-            with suppress(ValueError):
-                return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        parsed = parse_timestamp(value)
-        if parsed is not None:
-            return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
-        if is_go_zero_time(value):
-            return None
-    # Julian day numbers, time-only values and other rarities: let SQLite decide.
-    (normalized,) = conn.execute(queries.NORMALIZE_TIMESTAMP, (value,)).fetchone()
-    if normalized is None:
-        raise UnreadableJobError(
-            f"job {job_id}: {column} holds {value!r}, which is not a date SQLite understands"
-        )
-    return datetime.fromisoformat(normalized).replace(tzinfo=UTC)
-
-
-@contextmanager
-def _interrupted_on_stop(conn: sqlite3.Connection, should_stop: StopCheck | None) -> Iterator[None]:
-    """Interrupt `conn`'s running statement as soon as `should_stop` says so.
-
-    `PRAGMA integrity_check` runs as one VM step, so a progress handler never
-    gets a say; `interrupt()` from another thread does.
-    """
-    if should_stop is None:
-        yield
-        return
-    finished = threading.Event()
-
-    def watch() -> None:
-        while not finished.is_set():
-            if should_stop():
-                conn.interrupt()
-                return
-            finished.wait(STOP_POLL_SECONDS)
-
-    watcher = threading.Thread(target=watch, name="backup-stop-watch", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        finished.set()
-        watcher.join()
-
-
 def _batches(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
@@ -755,16 +476,6 @@ def _first_duplicate(ids: list[str]) -> str | None:
             return job_id
         seen.add(job_id)
     return None
-
-
-def _next_batch_rows(rows: int, elapsed: float) -> int:
-    """Halve the cleanup batch after one over the target time; double it after one under half."""
-    smallest, largest = CLEANUP_BATCH_ROWS
-    if elapsed > CLEANUP_BATCH_SECONDS:
-        return max(smallest, rows // 2)
-    if elapsed < CLEANUP_BATCH_SECONDS / 2:
-        return min(largest, rows * 2)
-    return rows
 
 
 def _remove_database_files(path: Path) -> None:

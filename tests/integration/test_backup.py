@@ -64,16 +64,16 @@ def test_quick_checked_backup_is_a_complete_copy(
     make_store: Any, make_job: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With check="quick" the copy is verified by PRAGMA quick_check and is still complete and sound."""
-    import secautod.store as store_module
+    import secautod.backup_copy as backup_copy
 
     checks: list[str] = []
-    real = store_module.integrity_problems
+    real = backup_copy.integrity_problems
 
     def recording(conn: sqlite3.Connection, limit: int = 20, check: str = "integrity") -> Any:
         checks.append(check)
         return real(conn, limit, check)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module, "integrity_problems", recording)
+    monkeypatch.setattr(backup_copy, "integrity_problems", recording)
     store = make_store()
     fill(store, make_job, 20)
     path = store.backup_jobs(now=now, check="quick")

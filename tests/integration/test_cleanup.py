@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 from harness import DEADLINE, wait_until
 
-from secautod import JobStatus
-from secautod import store as store_module
+from secautod import JobStatus, cleanup_batches
+from secautod.cleanup_batches import CLEANUP_BATCH_ROWS
 from secautod.errors import CleanupAborted, InvalidJobError
-from secautod.store import CLEANUP_BATCH_ROWS
 
 DAY = timedelta(days=1)
 
@@ -221,7 +220,7 @@ def pinned_store(
     """A store with expired jobs, a reader pinning a snapshot, and cleanup waiting above 1 frame."""
     store = make_store()
     bulk_insert(store.path, EXPIRED_ROWS, "completed", "2026-01-01 00:00:00.000")
-    monkeypatch.setattr(store_module, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
+    monkeypatch.setattr(cleanup_batches, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
     reader = PinnedSnapshot(store.path)
     try:
         yield store, reader
@@ -276,7 +275,7 @@ def test_cleanup_waits_for_a_reader_only_so_long(
 ) -> None:
     """A reader that never finishes slows cleanup down for a bounded time, never forever."""
     store, _reader = pinned_store
-    monkeypatch.setattr(store_module, "CLEANUP_MAX_BACKLOG_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(cleanup_batches, "CLEANUP_MAX_BACKLOG_WAIT_SECONDS", 0.0)
     with ThreadPoolExecutor(1) as pool:
         cleanup = pool.submit(store.cleanup_old_jobs, 30 * DAY, now=now)
         assert cleanup.result(timeout=DEADLINE) == EXPIRED_ROWS

@@ -1,0 +1,116 @@
+"""Deleting expired jobs in short batches that leave room for other writers.
+
+The engine writes the same file while cleanup runs, so cleanup never holds
+the write lock for long: expired rows are found with plain reads (no lock),
+then deleted a few hundred at a time, each batch followed by a pause in which
+a waiting writer gets in and the WAL is checkpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from secautod import queries
+from secautod.database import ConnectionPool
+from secautod.errors import CleanupAborted, StopCheck
+
+# Expired rows are looked for this many rowids at a time, then deleted in
+# batches of 20-40 ms (a writer that has waited since a batch began next
+# retries 53 ms in), starting small.
+CLEANUP_SCAN_ROWS = 8192
+CLEANUP_BATCH_SECONDS = 0.04
+CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
+# SQLite's busy handler polls a waiting writer every 20-25 ms after its first
+# 33 ms: a pause this long always holds one of its polls.
+CLEANUP_PAUSE_SECONDS = 0.025
+# WAL frames a reader's snapshot (a backup's copy) may keep from being
+# checkpointed before cleanup waits for it: folding a bigger backlog at once
+# means one long fsync that every other commit on the disk waits behind.
+CLEANUP_MAX_WAL_BACKLOG_FRAMES = 512
+CLEANUP_MAX_BACKLOG_WAIT_SECONDS = 300.0
+BACKLOG_POLL_SECONDS = 0.05
+ACTION = "cleaning up old jobs"
+
+
+def delete_expired_jobs(
+    pool: ConnectionPool,
+    cutoff: str,
+    *,
+    should_stop: StopCheck | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete the finished jobs that aged past `cutoff` (a stored timestamp); return how many.
+
+    If `should_stop` returns True between two batches, `CleanupAborted` is
+    raised and what was deleted so far stays deleted.
+    """
+    with pool.querying(ACTION) as conn:
+        (last_rowid,) = conn.execute(queries.MAX_JOB_ROWID).fetchone()
+    deleted = scanned_to = 0
+    expired: list[int] = []
+    batch = CLEANUP_BATCH_ROWS[0]
+    backlog_wait_ends = time.monotonic() + CLEANUP_MAX_BACKLOG_WAIT_SECONDS
+    with pool.without_automatic_checkpoints(ACTION) as conn:
+        while expired or scanned_to < last_rowid:
+            if should_stop is not None and should_stop():
+                raise CleanupAborted(deleted)
+            if not expired:
+                high = min(scanned_to + CLEANUP_SCAN_ROWS, last_rowid)
+                expired = _expired_rowids(pool, scanned_to, high, cutoff)
+                scanned_to = high
+                continue
+            chunk, expired = expired[:batch], expired[batch:]
+            started = time.monotonic()
+            with pool.writing(ACTION):
+                # The predicate again: another writer may have changed a row since.
+                params = {"rowids": json.dumps(chunk), "cutoff": cutoff}
+                deleted += conn.execute(queries.DELETE_EXPIRED_ROWIDS, params).rowcount
+            batch = next_batch_rows(batch, time.monotonic() - started)
+            if on_progress is not None:
+                on_progress(deleted)
+            _pause_between_batches(pool, backlog_wait_ends, should_stop)
+    return deleted
+
+
+def next_batch_rows(rows: int, elapsed: float) -> int:
+    """Halve the batch after one over the target time; double it after one under half."""
+    smallest, largest = CLEANUP_BATCH_ROWS
+    if elapsed > CLEANUP_BATCH_SECONDS:
+        return max(smallest, rows // 2)
+    if elapsed < CLEANUP_BATCH_SECONDS / 2:
+        return min(largest, rows * 2)
+    return rows
+
+
+def _expired_rowids(pool: ConnectionPool, low: int, high: int, cutoff: str) -> list[int]:
+    """Return the rowids in (low, high] that cleanup deletes, with a plain read.
+
+    A read takes no lock, so stretches with nothing to delete cost no pause.
+    """
+    window = {"low": low, "high": high, "cutoff": cutoff}
+    with pool.querying(ACTION) as conn:
+        return [row[0] for row in conn.execute(queries.EXPIRED_IN_ROWID_RANGE, window)]
+
+
+def _pause_between_batches(
+    pool: ConnectionPool, backlog_wait_ends: float, should_stop: StopCheck | None
+) -> None:
+    """Leave the write lock free long enough for a waiting writer to get it.
+
+    The WAL is checkpointed inside the pause (never blocking) rather than in
+    someone's commit. While a reader's snapshot keeps more than
+    `CLEANUP_MAX_WAL_BACKLOG_FRAMES` from being checkpointed, the pause lasts
+    until it ends, `backlog_wait_ends` passes or a stop is requested.
+    """
+    pause_started = time.monotonic()
+    while (
+        pool.checkpoint(ACTION) > CLEANUP_MAX_WAL_BACKLOG_FRAMES
+        and time.monotonic() < backlog_wait_ends
+        and not (should_stop is not None and should_stop())
+    ):
+        time.sleep(BACKLOG_POLL_SECONDS)
+    rest = CLEANUP_PAUSE_SECONDS - (time.monotonic() - pause_started)
+    if rest > 0:
+        time.sleep(rest)

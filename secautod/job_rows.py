@@ -1,0 +1,108 @@
+"""Jobs as rows of the shared `jobs` table, and rows back as jobs.
+
+`encode_job` gives the ten column values a write binds, in table order;
+`decode_job` turns a row read back, whoever wrote it, into a `Job`, raising
+`UnreadableJobError` for a value no reader could use.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from secautod import queries
+from secautod.errors import UnreadableJobError
+from secautod.jobs import Job, JobStatus
+from secautod.json_text import decode_json, encode_json
+from secautod.timestamps import (
+    format_optional,
+    format_timestamp,
+    is_go_zero_time,
+    parse_timestamp,
+    require_aware,
+)
+
+# One job as the table stores it: id, status, playbook, context, results, error,
+# created_at, started_at, completed_at, updated_at (`database.JOBS_COLUMNS`).
+EncodedJob = tuple[
+    str, str, str, str, str | None, str | None, str, str | None, str | None, str | None
+]
+
+_STATUSES = {status.value: status for status in JobStatus}
+_OWN_TIMESTAMP_LENGTH = len("2026-01-21 10:00:00.000")
+
+
+def encode_job(job: Job, updated_at: datetime) -> EncodedJob:
+    """Return `job`'s column values in table order, stamped `updated_at`."""
+    return (
+        job.id,
+        JobStatus.parse(job.status).value,
+        cast(str, encode_json(job.playbook, job.id, "playbook")),  # only results become NULL
+        cast(str, encode_json(job.context, job.id, "context")),
+        encode_json(job.results, job.id, "results"),
+        job.error,
+        format_timestamp(require_aware(job.created_at, "created_at")),
+        format_optional(job.started_at),
+        format_optional(job.completed_at),
+        format_timestamp(updated_at),
+    )
+
+
+def decode_job(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
+    """Turn a `JOB_COLUMNS` row into a `Job`, whoever wrote it.
+
+    `conn` reads timestamps in the rare forms only SQLite's date functions know.
+    """
+    job_id, status, playbook, context, results, error, created, started, completed, updated = row
+    if not isinstance(job_id, str) or not job_id:
+        raise UnreadableJobError(f"a stored job has the id {job_id!r}, which is not usable")
+    job_status = _STATUSES.get(status)
+    if job_status is None:
+        raise UnreadableJobError(
+            f"job {job_id} has status {status!r}, which secautod does not know"
+        )
+    created_at = _decode_time(conn, created, job_id, "created_at")
+    if created_at is None:
+        raise UnreadableJobError(f"job {job_id}: created_at is empty")
+    # Every value is checked and UTC at millisecond precision here, so the
+    # validating constructor (a third of a load's time) is skipped.
+    return Job.from_store(
+        id=job_id,
+        status=job_status,
+        playbook=decode_json(playbook, job_id, "playbook"),
+        context=decode_json(context, job_id, "context"),
+        results=None if results is None else decode_json(results, job_id, "results"),
+        error=error,
+        created_at=created_at,
+        started_at=None if started is None else _decode_time(conn, started, job_id, "started_at"),
+        completed_at=None
+        if completed is None
+        else _decode_time(conn, completed, job_id, "completed_at"),
+        updated_at=None if updated is None else _decode_time(conn, updated, job_id, "updated_at"),
+    )
+
+
+def _decode_time(
+    conn: sqlite3.Connection, value: object, job_id: str, column: str
+) -> datetime | None:
+    """Read a timestamp in any form SQLite's date functions accept."""
+    if value is None:
+        return None
+    if type(value) is str:
+        if len(value) == _OWN_TIMESTAMP_LENGTH and value[10] == " ":  # secautod's own form
+            with suppress(ValueError):
+                return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        parsed = parse_timestamp(value)
+        if parsed is not None:
+            return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+        if is_go_zero_time(value):
+            return None
+    # Julian day numbers, time-only values and other rarities: let SQLite decide.
+    (normalized,) = conn.execute(queries.NORMALIZE_TIMESTAMP, (value,)).fetchone()
+    if normalized is None:
+        raise UnreadableJobError(
+            f"job {job_id}: {column} holds {value!r}, which is not a date SQLite understands"
+        )
+    return datetime.fromisoformat(normalized).replace(tzinfo=UTC)
