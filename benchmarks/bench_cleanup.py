@@ -19,7 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_maintenance import SINGLE_DELETE, Writer, choose_cutoff, describe, window_stats
+from bench_maintenance import (
+    SINGLE_DELETE,
+    Writer,
+    choose_cutoff,
+    describe,
+    remove_database,
+    window_stats,
+)
 from common import (
     Target,
     base_parser,
@@ -44,11 +51,6 @@ def fresh_copy(base: Path, folder: Path) -> Path:
     copy_database(base, live)
     warm_page_cache(live)
     return live
-
-
-def remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def cleanup_seconds(live: Path, max_age: timedelta, now: datetime) -> float:
@@ -99,13 +101,13 @@ def main() -> int:
     for number in range(1, args.rounds + 1):
         live = fresh_copy(base, folder)
         alone = cleanup_seconds(live, now - cutoff, now)
-        remove(live)
+        remove_database(live)
         live = fresh_copy(base, folder)
         loaded = cleanup_under_writer(live, folder, now - cutoff, now)
-        remove(live)
+        remove_database(live)
         live = fresh_copy(base, folder)
         single = delete_seconds(live, cutoff)
-        remove(live)
+        remove_database(live)
         rounds.append({"alone_s": alone, "writer": loaded, "delete_s": single})
         print(
             f"round {number}: cleanup alone {alone:.1f} s, one DELETE {single:.1f} s "
