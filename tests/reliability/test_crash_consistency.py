@@ -128,28 +128,33 @@ def run_trials(tmp_path: Path, daemons: DaemonFactory, trials: int, seed: int) -
         daemon = daemons.start(config)
         for trial in range(trials):
             writer = start_writer(database, ledger, f"t{trial}")
-            target = count_lines(ledger) + rng.randint(1, 40)
-            wait_until(
-                lambda target=target, writer=writer: (
-                    count_lines(ledger) >= target or writer.poll() is not None
-                ),
-                what="writer progress",
-            )
-            assert writer.poll() is None, "the writer died on its own"
-            if rng.random() < 0.5:
-                daemon.process.send_signal(signal.SIGKILL)
-                more = count_lines(ledger) + rng.randint(0, 15)
+            try:
+                target = count_lines(ledger) + rng.randint(1, 40)
                 wait_until(
-                    lambda more=more: count_lines(ledger) >= more,
-                    what="writer progress after the daemon died",
+                    lambda target=target, writer=writer: (
+                        count_lines(ledger) >= target or writer.poll() is not None
+                    ),
+                    what="writer progress",
                 )
-                writer.send_signal(signal.SIGKILL)
-                tally.kills["daemon first"] += 1
-            else:
-                writer.send_signal(signal.SIGKILL)
-                daemon.process.send_signal(signal.SIGKILL)
-                tally.kills["writer first"] += 1
-            writer.wait()
+                assert writer.poll() is None, "the writer died on its own"
+                if rng.random() < 0.5:
+                    daemon.process.send_signal(signal.SIGKILL)
+                    more = count_lines(ledger) + rng.randint(0, 15)
+                    wait_until(
+                        lambda more=more: count_lines(ledger) >= more,
+                        what="writer progress after the daemon died",
+                    )
+                    writer.send_signal(signal.SIGKILL)
+                    tally.kills["daemon first"] += 1
+                else:
+                    writer.send_signal(signal.SIGKILL)
+                    daemon.process.send_signal(signal.SIGKILL)
+                    tally.kills["writer first"] += 1
+            finally:
+                # A failed trial must not leave its writer committing forever.
+                if writer.poll() is None:
+                    writer.kill()
+                writer.wait()
             daemon.process.wait()
             daemon = daemons.start(config)  # READY means recovery is committed
             check_after_restart(database, ledger, tally)
