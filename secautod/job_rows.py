@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from secautod import queries
 from secautod.errors import UnreadableJobError
@@ -39,9 +39,9 @@ def encode_job(job: Job, updated_at: datetime) -> EncodedJob:
     return (
         job.id,
         JobStatus.parse(job.status).value,
-        cast(str, encode_json(job.playbook, job.id, "playbook")),  # only results become NULL
-        cast(str, encode_json(job.context, job.id, "context")),
-        encode_json(job.results, job.id, "results"),
+        encode_json(job.playbook, job.id, "playbook"),
+        encode_json(job.context, job.id, "context"),
+        None if job.results is None else encode_json(job.results, job.id, "results"),
         job.error,
         format_timestamp(require_aware(job.created_at, "created_at")),
         format_optional(job.started_at),

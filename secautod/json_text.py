@@ -16,10 +16,8 @@ from secautod.errors import InvalidJobError, UnreadableJobError
 _DECODER = json.JSONDecoder()
 
 
-def encode_json(value: Any, job_id: str, column: str) -> str | None:
-    """Return `value` as the column's JSON text (None stays NULL for `results`)."""
-    if value is None and column == "results":
-        return None
+def encode_json(value: Any, job_id: str, column: str) -> str:
+    """Return `value` as the column's JSON text (callers keep NULL `results` as None)."""
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:

@@ -150,7 +150,7 @@ def _payload(value: dict[str, Any], texts: dict[str, str], name: str, job_id: st
     if member is None and name == "results":
         return None
     text = encode_json(member, job_id, name)
-    if text is not None and not is_utf8(text):
+    if not is_utf8(text):
         raise InvalidJobError(f"job {job_id!r}: field {name!r} holds an unpaired surrogate")
     return text
 

@@ -151,7 +151,7 @@ def _encoded_payloads(value: Any) -> dict[str, str]:
         return texts
     for name in _PAYLOAD_COLUMNS & value.keys():
         try:
-            text = encode_json(value[name], "", name) or "null"  # None: NULL results
+            text = encode_json(value[name], "", name)  # "null" results become NULL later
         except InvalidJobError:
             continue
         if is_utf8(text):

@@ -217,7 +217,7 @@ class JobStore:
         """Store a job's results (any JSON value) and error text."""
         params = {
             "id": job_id,
-            "results": encode_json(results, job_id, "results"),
+            "results": None if results is None else encode_json(results, job_id, "results"),
             "error": error,
             "now": format_timestamp(self._clock()),
         }
