@@ -1,8 +1,8 @@
 """SQLite mechanics for the store: connections, transactions, migrations, errors.
 
 Only this module and the rest of the store (`store.py`, `job_rows.py`,
-`cleanup_batches.py`, `backup_copy.py`) import `sqlite3`. Every connection is made by
-`connect()`, which sets every pragma; every write runs inside
+`backup_copy.py`) import `sqlite3`; SQL text lives in `queries.py`. Every
+connection is made by `connect()`, which sets every pragma; every write runs inside
 `transaction()`; every driver error is turned into a `StoreError` by
 `translate_error()` at the boundary that knows which file and action it was.
 """
