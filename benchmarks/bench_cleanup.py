@@ -34,6 +34,7 @@ from common import (
     median,
     print_targets,
     save_results,
+    touch_memory,
     warm_page_cache,
     work_dir,
 )
@@ -56,6 +57,7 @@ def fresh_copy(base: Path, folder: Path) -> Path:
 def cleanup_seconds(live: Path, max_age: timedelta, now: datetime) -> float:
     """Run cleanup with nothing else active; return its time."""
     with JobStore(live) as store:
+        touch_memory()
         started = time.perf_counter()
         store.cleanup_old_jobs(max_age, now=now)
         return time.perf_counter() - started
@@ -66,6 +68,7 @@ def cleanup_under_writer(
 ) -> dict[str, Any]:
     """Run cleanup while the external writer inserts; return its time and the latencies."""
     with JobStore(live) as store:
+        touch_memory()
         writer = Writer(live, folder / "writer.json", 0.005, "FULL")
         time.sleep(QUIET_SECONDS)
         started = time.monotonic()
@@ -80,6 +83,7 @@ def delete_seconds(live: Path, cutoff: datetime) -> float:
     """Run one DELETE with the store's predicate; return its time."""
     conn = connect(live)
     stamp = f"{cutoff:%Y-%m-%d %H:%M:%S}.{cutoff.microsecond // 1000:03d}"
+    touch_memory()
     started = time.perf_counter()
     conn.execute(SINGLE_DELETE, {"cutoff": stamp})
     elapsed = time.perf_counter() - started

@@ -48,6 +48,7 @@ from common import (
     percentile,
     print_targets,
     save_results,
+    touch_memory,
     warm_page_cache,
     work_dir,
 )
@@ -215,6 +216,7 @@ def reference_timings(
     cp_runs, cp_fsync_runs = [], []
     for _ in range(3):
         os.sync()
+        touch_memory(4.0)
         seconds = copy_database(live, duplicate, sync=False)
         cp_runs.append(seconds)
         cp_fsync_runs.append(seconds + fsync_file(duplicate))
@@ -228,6 +230,7 @@ def reference_timings(
         f"(medians of {', '.join(f'{value:.1f}' for value in cp_fsync_runs)} s)"
     )
 
+    touch_memory(4.0)
     copy_seconds, check_seconds = bare_backup(live, folder / "bare-backup.db")
     figures["bare_backup_api_s"] = copy_seconds
     figures["integrity_check_s"] = check_seconds
@@ -238,17 +241,20 @@ def reference_timings(
 
     backups = folder / "backups"
     with JobStore(live, synchronous=synchronous) as store:
+        touch_memory(4.0)
         started = time.perf_counter()
         backup = store.backup_jobs(backups, now=now)
         figures["backup_s"] = time.perf_counter() - started
         print(f"  JobStore.backup_jobs(): {figures['backup_s']:.2f} s")
         remove_database(backup)
+        touch_memory(4.0)
         started = time.perf_counter()
         backup = store.backup_jobs(backups, now=now, check="quick")
         figures["backup_quick_s"] = time.perf_counter() - started
         print(f"  JobStore.backup_jobs(check='quick'): {figures['backup_quick_s']:.2f} s")
         remove_database(backup)
 
+        touch_memory()
         started = time.perf_counter()
         deleted = store.cleanup_old_jobs(now - cutoff, now=now)
         figures["cleanup_s"] = time.perf_counter() - started
@@ -260,6 +266,7 @@ def reference_timings(
     warm_page_cache(live)
     conn = connect(live, synchronous=synchronous)
     stamp = f"{cutoff:%Y-%m-%d %H:%M:%S}.{cutoff.microsecond // 1000:03d}"
+    touch_memory()
     started = time.perf_counter()
     deleted = conn.execute(SINGLE_DELETE, {"cutoff": stamp}).rowcount
     figures["single_delete_s"] = time.perf_counter() - started
@@ -290,6 +297,7 @@ def latency_run(
     copy_database(base, live)
     warm_page_cache(live)
     store = JobStore(live, synchronous=synchronous)
+    touch_memory(6.0)
     writer = Writer(live, folder / "writer.json", interval, synchronous)
     time.sleep(quiet_seconds)
     marks: dict[str, float] = {}

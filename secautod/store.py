@@ -417,17 +417,7 @@ class JobStore:
         cannot read are recovered all the same. Returns the recovered job ids.
         """
         at = to_utc_or_none(now, "now") or self._clock()
-        stamp = format_timestamp(at)
-        error = (
-            f"interrupted: the job was running when secautod restarted "
-            f"(recovered by boot {boot_id} at {stamp} UTC)"
-        )
-        params = {
-            "now": stamp,
-            "endpoints": json.dumps(list(notify)),
-            **_recovery_body_parts(boot_id, isoformat_utc(at), error),
-            "error": error,
-        }
+        params = recovery_parameters(boot_id, at, notify)
         # The daemon checkpoints these (maybe 100,000) rows once it is ready,
         # rather than making start-up wait for it (see `checkpoint`).
         with (
@@ -445,6 +435,21 @@ class JobStore:
         needs them). Never blocks other readers or writers.
         """
         return self._pool.checkpoint("checkpointing the WAL")
+
+
+def recovery_parameters(boot_id: str, at: datetime, notify: Iterable[str]) -> dict[str, str]:
+    """Return the parameters of `QUEUE_RECOVERY_NOTIFICATIONS` and `RECOVER_RUNNING_JOBS`."""
+    stamp = format_timestamp(at)
+    error = (
+        f"interrupted: the job was running when secautod restarted "
+        f"(recovered by boot {boot_id} at {stamp} UTC)"
+    )
+    return {
+        "now": stamp,
+        "endpoints": json.dumps(list(notify)),
+        **_recovery_body_parts(boot_id, isoformat_utc(at), error),
+        "error": error,
+    }
 
 
 def _recovery_body_parts(boot_id: str, now_iso: str, error: str) -> dict[str, str]:
