@@ -68,7 +68,6 @@ def cleanup_under_writer(
 ) -> dict[str, Any]:
     """Run cleanup while the external writer inserts; return its time and the latencies."""
     with JobStore(live) as store:
-        touch_memory()
         writer = Writer(live, folder / "writer.json", 0.005, "FULL")
         time.sleep(QUIET_SECONDS)
         started = time.monotonic()

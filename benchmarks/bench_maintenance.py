@@ -297,7 +297,6 @@ def latency_run(
     copy_database(base, live)
     warm_page_cache(live)
     store = JobStore(live, synchronous=synchronous)
-    touch_memory(6.0)
     writer = Writer(live, folder / "writer.json", interval, synchronous)
     time.sleep(quiet_seconds)
     marks: dict[str, float] = {}
