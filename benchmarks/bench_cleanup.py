@@ -24,7 +24,6 @@ from bench_maintenance import (
     Writer,
     choose_cutoff,
     describe,
-    remove_database,
     window_stats,
 )
 from common import (
@@ -33,6 +32,7 @@ from common import (
     copy_database,
     median,
     print_targets,
+    remove_database,
     save_results,
     touch_memory,
     warm_page_cache,

@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench_maintenance import remove_database
 from common import (
     SECAUTOD,
     Target,
@@ -47,6 +46,7 @@ from common import (
     median,
     print_targets,
     proc_status,
+    remove_database,
     save_results,
     touch_memory,
     warm_page_cache,

@@ -47,6 +47,7 @@ from common import (
     median,
     percentile,
     print_targets,
+    remove_database,
     save_results,
     touch_memory,
     warm_page_cache,
@@ -173,12 +174,6 @@ def choose_cutoff(path: Path, expire: int) -> datetime:
     conn.close()
     seconds = (julian - JULIAN_UNIX_EPOCH) * 86400
     return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=1)
-
-
-def remove_database(path: Path) -> None:
-    """Delete a database file and its companions."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def bare_backup(source_path: Path, target_path: Path) -> tuple[float, float]:

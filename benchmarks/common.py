@@ -77,6 +77,12 @@ def work_dir(cache: Path, name: str) -> Path:
     return path
 
 
+def remove_database(path: Path) -> None:
+    """Delete a database file and its companions."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 def copy_database(source: Path, target: Path, *, sync: bool = True) -> float:
     """Copy a (checkpointed) database file; return the seconds `cp` took.
 
@@ -84,8 +90,7 @@ def copy_database(source: Path, target: Path, *, sync: bool = True) -> float:
     pages being written back do not stall the fsyncs of the measurement
     that follows.
     """
-    for suffix in ("", "-wal", "-shm"):
-        target.with_name(target.name + suffix).unlink(missing_ok=True)
+    remove_database(target)
     started = time.perf_counter()
     subprocess.run(["cp", "--sparse=never", str(source), str(target)], check=True)
     elapsed = time.perf_counter() - started
