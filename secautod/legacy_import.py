@@ -119,7 +119,7 @@ def legacy_row(job_id: str, value: object, texts: dict[str, str]) -> EncodedJob:
         status,
         _payload(value, texts, "playbook", job_id),
         _payload(value, texts, "context", job_id),
-        _payload(value, texts, "results", job_id),
+        _results(value, texts, job_id),
         error or None,  # the old store wrote "" for "no error"
         created_at,
         _timestamp(value, "started_at", job_id),
@@ -139,16 +139,27 @@ def _status(status: object, job_id: str) -> str:
         raise InvalidJobError(f"job {job_id!r}: field 'status': {exc}") from None
 
 
-def _payload(value: dict[str, Any], texts: dict[str, str], name: str, job_id: str) -> Any:
-    """Return the JSON text to store for a payload member (`{}` or NULL if absent)."""
+def _payload(value: dict[str, Any], texts: dict[str, str], name: str, job_id: str) -> str:
+    """Return the JSON text to store for `playbook` or `context` (`{}` if absent)."""
     text = texts.get(name)
     if text is not None:
-        return None if text == "null" and name == "results" else text
+        return text
     if name not in value:
-        return None if name == "results" else "{}"
-    member = value[name]
-    if member is None and name == "results":
-        return None
+        return "{}"
+    return _encoded(value[name], name, job_id)
+
+
+def _results(value: dict[str, Any], texts: dict[str, str], job_id: str) -> str | None:
+    """Return the JSON text to store for `results` (NULL if absent or null)."""
+    text = texts.get("results")
+    if text is not None:
+        return None if text == "null" else text
+    member = value.get("results")
+    return None if member is None else _encoded(member, "results", job_id)
+
+
+def _encoded(member: object, name: str, job_id: str) -> str:
+    """Encode a payload member that the parser could not keep as written."""
     text = encode_json(member, job_id, name)
     if not is_utf8(text):
         raise InvalidJobError(f"job {job_id!r}: field {name!r} holds an unpaired surrogate")

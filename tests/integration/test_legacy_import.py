@@ -262,6 +262,27 @@ def test_payload_text_is_kept_as_written_or_compacted(make_store: Any, tmp_path:
     assert store.get_job("b").playbook == {"name": "triage", "steps": [1, 2.5, True, None]}
 
 
+@pytest.mark.parametrize("indent", [None, 2], ids=["as-written", "re-encoded"])
+def test_absent_and_null_payloads_store_defaults(
+    make_store: Any, tmp_path: Path, indent: int | None
+) -> None:
+    """An absent playbook or context is stored as {}, absent or null results as NULL."""
+    absent = legacy_job("absent")
+    for name in ("playbook", "context", "results"):
+        del absent[name]
+    jobs = {"absent": absent, "null": legacy_job("null", results=None)}
+    store = make_store()
+    import_legacy_file(store, write_legacy(tmp_path / "j.json", jobs, indent=indent))
+    with sqlite3.connect(store.path) as conn:
+        rows = conn.execute("SELECT id, playbook, context, results FROM jobs ORDER BY id")
+        stored = {
+            job_id: (playbook, context, results) for job_id, playbook, context, results in rows
+        }
+    assert stored["absent"] == ("{}", "{}", None)
+    assert stored["null"][2] is None
+    assert store.get_job("null").context == {"alert": "ü-ñ", "nested": {"list": [{"a": -1e-3}]}}
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
