@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from common import (
     touch_memory,
     warm_page_cache,
     work_dir,
+    written_by_this_process,
 )
 from generate import ensure_database
 
@@ -54,13 +56,11 @@ def fresh_copy(base: Path, folder: Path) -> Path:
     return live
 
 
-def cleanup_seconds(live: Path, max_age: timedelta, now: datetime) -> float:
-    """Run cleanup with nothing else active; return its time."""
+def cleanup_alone(live: Path, max_age: timedelta, now: datetime) -> dict[str, float]:
+    """Run cleanup with nothing else active; return its time and what it wrote."""
     with JobStore(live) as store:
         touch_memory()
-        started = time.perf_counter()
-        store.cleanup_old_jobs(max_age, now=now)
-        return time.perf_counter() - started
+        return measured(lambda: store.cleanup_old_jobs(max_age, now=now))
 
 
 def cleanup_under_writer(
@@ -78,16 +78,31 @@ def cleanup_under_writer(
     return {"seconds": ended - started, "latency": window_stats(samples, started, ended)}
 
 
-def delete_seconds(live: Path, cutoff: datetime) -> float:
-    """Run one DELETE with the store's predicate; return its time."""
+def one_delete(live: Path, cutoff: datetime) -> dict[str, float]:
+    """Run one DELETE with the store's predicate; return its time and what it wrote.
+
+    Its commit checkpoints the WAL (automatic checkpoint), as cleanup's pauses do.
+    """
     conn = connect(live)
     stamp = f"{cutoff:%Y-%m-%d %H:%M:%S}.{cutoff.microsecond // 1000:03d}"
     touch_memory()
-    started = time.perf_counter()
-    conn.execute(SINGLE_DELETE, {"cutoff": stamp})
-    elapsed = time.perf_counter() - started
+    figures = measured(lambda: conn.execute(SINGLE_DELETE, {"cutoff": stamp}))
     conn.close()
-    return elapsed
+    return figures
+
+
+def measured(operation: Callable[[], object]) -> dict[str, float]:
+    """Run `operation`; return its seconds, the bytes it wrote and its write calls."""
+    bytes_before, calls_before = written_by_this_process()
+    started = time.perf_counter()
+    operation()
+    seconds = time.perf_counter() - started
+    bytes_after, calls_after = written_by_this_process()
+    return {
+        "seconds": seconds,
+        "bytes": bytes_after - bytes_before,
+        "calls": calls_after - calls_before,
+    }
 
 
 def main() -> int:
@@ -103,21 +118,24 @@ def main() -> int:
     rounds: list[dict[str, Any]] = []
     for number in range(1, args.rounds + 1):
         live = fresh_copy(base, folder)
-        alone = cleanup_seconds(live, now - cutoff, now)
+        alone = cleanup_alone(live, now - cutoff, now)
         remove_database(live)
         live = fresh_copy(base, folder)
         loaded = cleanup_under_writer(live, folder, now - cutoff, now)
         remove_database(live)
         live = fresh_copy(base, folder)
-        single = delete_seconds(live, cutoff)
+        single = one_delete(live, cutoff)
         remove_database(live)
-        rounds.append({"alone_s": alone, "writer": loaded, "delete_s": single})
+        rounds.append({"alone": alone, "writer": loaded, "delete": single})
         print(
-            f"round {number}: cleanup alone {alone:.1f} s, one DELETE {single:.1f} s "
-            f"({alone / single:.2f}x); under the writer {loaded['seconds']:.1f} s, "
-            f"{describe(loaded['latency'])}"
+            f"round {number}: cleanup alone {alone['seconds']:.1f} s, one DELETE "
+            f"{single['seconds']:.1f} s ({alone['seconds'] / single['seconds']:.2f}x); "
+            f"written {gib(alone['bytes'])} vs {gib(single['bytes'])} "
+            f"({alone['bytes'] / single['bytes']:.2f}x) in {alone['calls']:,.0f} vs "
+            f"{single['calls']:,.0f} write calls; under the writer "
+            f"{loaded['seconds']:.1f} s, {describe(loaded['latency'])}"
         )
-    ratios = [item["alone_s"] / item["delete_s"] for item in rounds]
+    ratios = [item["alone"]["seconds"] / item["delete"]["seconds"] for item in rounds]
     worst = max(item["writer"]["latency"]["max_ms"] for item in rounds)
     errors = sum(item["writer"]["latency"]["errors"] for item in rounds)
     targets = [
@@ -136,6 +154,11 @@ def main() -> int:
     print_targets("bench_cleanup", targets)
     save_results(args.cache, "cleanup", targets, {"rounds": rounds, "expire": args.expire})
     return 0
+
+
+def gib(count: float) -> str:
+    """Format a byte count in GiB."""
+    return f"{count / 1024**3:.2f} GiB"
 
 
 if __name__ == "__main__":
