@@ -17,12 +17,16 @@ from secautod.database import ConnectionPool
 from secautod.errors import CleanupAborted, StopCheck
 
 # Expired rows are looked for this many rowids at a time, then deleted in
-# batches of 12-25 ms, starting small. A writer that has waited since a batch
+# batches of 12-25 ms, starting small (`BatchSize`). A writer that has waited since a batch
 # began retries 33 ms in, or 53 or 78 ms in when the disk stretched the batch's
 # commit; 40 ms batches put a writer's worst wait past 100 ms (benchmarks/README.md).
 CLEANUP_SCAN_ROWS = 8192
 CLEANUP_BATCH_SECONDS = 0.025
 CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
+# The WAL frames a deleted row costs vary 2-5x from batch to batch (how many
+# index pages its neighbours share), so a batch doubles only after this many
+# quick ones in a row: one quick batch followed by twice the rows ran 60-78 ms.
+CLEANUP_GROW_AFTER_BATCHES = 3
 # SQLite's busy handler polls a waiting writer every 20-25 ms after its first
 # 33 ms: a pause this long always holds one of its polls.
 CLEANUP_PAUSE_SECONDS = 0.025
@@ -51,7 +55,7 @@ def delete_expired_jobs(
         (last_rowid,) = conn.execute(queries.MAX_JOB_ROWID).fetchone()
     deleted = scanned_to = 0
     expired: list[int] = []
-    batch = CLEANUP_BATCH_ROWS[0]
+    batch = BatchSize()
     backlog_wait_ends = time.monotonic() + CLEANUP_MAX_BACKLOG_WAIT_SECONDS
     with pool.without_automatic_checkpoints(ACTION) as conn:
         while expired or scanned_to < last_rowid:
@@ -62,27 +66,44 @@ def delete_expired_jobs(
                 expired = _expired_rowids(pool, scanned_to, high, cutoff)
                 scanned_to = high
                 continue
-            chunk, expired = expired[:batch], expired[batch:]
+            chunk, expired = expired[: batch.rows], expired[batch.rows :]
             started = time.monotonic()
             with pool.writing(ACTION):
                 # The predicate again: another writer may have changed a row since.
                 params = {"rowids": json.dumps(chunk), "cutoff": cutoff}
                 deleted += conn.execute(queries.DELETE_EXPIRED_ROWIDS, params).rowcount
-            batch = next_batch_rows(batch, time.monotonic() - started)
+            batch.record(time.monotonic() - started)
             if on_progress is not None:
                 on_progress(deleted)
             _pause_between_batches(pool, backlog_wait_ends, should_stop)
     return deleted
 
 
-def next_batch_rows(rows: int, elapsed: float) -> int:
-    """Halve the batch after one over the target time; double it after one under half."""
-    smallest, largest = CLEANUP_BATCH_ROWS
-    if elapsed > CLEANUP_BATCH_SECONDS:
-        return max(smallest, rows // 2)
-    if elapsed < CLEANUP_BATCH_SECONDS / 2:
-        return min(largest, rows * 2)
-    return rows
+class BatchSize:
+    """The rows of the next delete batch, adapted to how long the last ones took.
+
+    Starts at the smallest size; halves after one batch over
+    `CLEANUP_BATCH_SECONDS`; doubles after `CLEANUP_GROW_AFTER_BATCHES` in a
+    row under half of it. Stays within `CLEANUP_BATCH_ROWS`.
+    """
+
+    def __init__(self) -> None:
+        self.rows = CLEANUP_BATCH_ROWS[0]
+        self._quick_in_a_row = 0
+
+    def record(self, elapsed: float) -> None:
+        """Take the seconds the last batch (of `rows` rows) held the write lock."""
+        smallest, largest = CLEANUP_BATCH_ROWS
+        if elapsed > CLEANUP_BATCH_SECONDS:
+            self.rows = max(smallest, self.rows // 2)
+            self._quick_in_a_row = 0
+        elif elapsed < CLEANUP_BATCH_SECONDS / 2:
+            self._quick_in_a_row += 1
+            if self._quick_in_a_row >= CLEANUP_GROW_AFTER_BATCHES:
+                self.rows = min(largest, self.rows * 2)
+                self._quick_in_a_row = 0
+        else:
+            self._quick_in_a_row = 0
 
 
 def _expired_rowids(pool: ConnectionPool, low: int, high: int, cutoff: str) -> list[int]:

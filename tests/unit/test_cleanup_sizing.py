@@ -1,24 +1,56 @@
-"""How cleanup sizes its batches: pure arithmetic on the last batch's duration."""
+"""How cleanup sizes its batches: arithmetic on the last batches' durations."""
 
 from __future__ import annotations
 
-from secautod.cleanup_batches import CLEANUP_BATCH_ROWS, CLEANUP_BATCH_SECONDS, next_batch_rows
+from secautod.cleanup_batches import (
+    CLEANUP_BATCH_ROWS,
+    CLEANUP_BATCH_SECONDS,
+    CLEANUP_GROW_AFTER_BATCHES,
+    BatchSize,
+)
 
 SMALLEST, LARGEST = CLEANUP_BATCH_ROWS
+QUICK = CLEANUP_BATCH_SECONDS / 4
+SLOW = CLEANUP_BATCH_SECONDS * 1.5
+ON_TARGET = CLEANUP_BATCH_SECONDS * 0.75
 
 
-def test_batches_between_half_and_full_target_keep_their_size() -> None:
-    """A batch that took between half the target time and the target keeps the size."""
-    assert next_batch_rows(1000, CLEANUP_BATCH_SECONDS * 0.75) == 1000
+def sized(*elapsed: float) -> BatchSize:
+    size = BatchSize()
+    for seconds in elapsed:
+        size.record(seconds)
+    return size
 
 
-def test_quick_batches_double_and_slow_ones_halve() -> None:
-    """Under half the target the next batch doubles; over the target it halves."""
-    assert next_batch_rows(1000, CLEANUP_BATCH_SECONDS / 4) == 2000
-    assert next_batch_rows(1000, CLEANUP_BATCH_SECONDS * 1.5) == 500
+def test_batches_start_at_the_smallest_size() -> None:
+    """The first batch is the smallest: nothing is known yet about the machine."""
+    assert BatchSize().rows == SMALLEST
+
+
+def test_quick_batches_double_the_size_only_in_a_row() -> None:
+    """Only a run of quick batches doubles the size; one on target restarts the count."""
+    assert sized(*[QUICK] * (CLEANUP_GROW_AFTER_BATCHES - 1)).rows == SMALLEST
+    assert sized(*[QUICK] * CLEANUP_GROW_AFTER_BATCHES).rows == SMALLEST * 2
+    almost = [QUICK] * (CLEANUP_GROW_AFTER_BATCHES - 1)
+    assert sized(*almost, ON_TARGET, *almost).rows == SMALLEST
+    assert sized(*[QUICK] * (CLEANUP_GROW_AFTER_BATCHES * 2)).rows == SMALLEST * 4
+
+
+def test_a_slow_batch_halves_the_size_at_once() -> None:
+    """One batch over the target halves the next one and restarts the quick count."""
+    grown = [QUICK] * (CLEANUP_GROW_AFTER_BATCHES * 2)
+    assert sized(*grown, SLOW).rows == SMALLEST * 2
+    almost = [QUICK] * (CLEANUP_GROW_AFTER_BATCHES - 1)
+    assert sized(*grown, *almost, SLOW, QUICK).rows == SMALLEST * 2
+
+
+def test_batches_on_target_keep_their_size() -> None:
+    """A batch between half the target time and the target keeps the size."""
+    grown = [QUICK] * CLEANUP_GROW_AFTER_BATCHES
+    assert sized(*grown, *[ON_TARGET] * 10).rows == SMALLEST * 2
 
 
 def test_batch_sizes_stay_within_bounds() -> None:
     """The size never leaves CLEANUP_BATCH_ROWS, however the batches went."""
-    assert next_batch_rows(SMALLEST, CLEANUP_BATCH_SECONDS * 10) == SMALLEST
-    assert next_batch_rows(LARGEST, 0.0) == LARGEST
+    assert sized(*[SLOW] * 10).rows == SMALLEST
+    assert sized(*[0.0] * (CLEANUP_GROW_AFTER_BATCHES * 20)).rows == LARGEST
