@@ -23,9 +23,9 @@ from secautod.errors import CleanupAborted, StopCheck
 CLEANUP_SCAN_ROWS = 8192
 CLEANUP_BATCH_SECONDS = 0.025
 CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
-# The WAL frames a deleted row costs vary 2-5x from batch to batch (how many
-# index pages its neighbours share), so a batch doubles only after this many
-# quick ones in a row: one quick batch followed by twice the rows ran 60-78 ms.
+# The WAL frames a deleted row costs vary 2-5x from batch to batch (how
+# many index pages its neighbours share), so a batch doubles only after
+# this many quick ones in a row: after one, twice the rows ran 60-78 ms.
 CLEANUP_GROW_AFTER_BATCHES = 3
 # SQLite's busy handler polls a waiting writer every 20-25 ms after its first
 # 33 ms: a pause this long always holds one of its polls.
@@ -72,7 +72,7 @@ def delete_expired_jobs(
                 # The predicate again: another writer may have changed a row since.
                 params = {"rowids": json.dumps(chunk), "cutoff": cutoff}
                 deleted += conn.execute(queries.DELETE_EXPIRED_ROWIDS, params).rowcount
-            batch.record(time.monotonic() - started)
+            batch.record(time.monotonic() - started, len(chunk))
             if on_progress is not None:
                 on_progress(deleted)
             _pause_between_batches(pool, backlog_wait_ends, should_stop)
@@ -83,20 +83,24 @@ class BatchSize:
     """The rows of the next delete batch, adapted to how long the last ones took.
 
     Starts at the smallest size; halves after one batch over
-    `CLEANUP_BATCH_SECONDS`; doubles after `CLEANUP_GROW_AFTER_BATCHES` in a
-    row under half of it. Stays within `CLEANUP_BATCH_ROWS`.
+    `CLEANUP_BATCH_SECONDS`; doubles after `CLEANUP_GROW_AFTER_BATCHES` full
+    batches in a row under half of it. A short batch (the last rows of a scan
+    window) says nothing about a full one unless it was slow. Stays within
+    `CLEANUP_BATCH_ROWS`.
     """
 
     def __init__(self) -> None:
         self.rows = CLEANUP_BATCH_ROWS[0]
         self._quick_in_a_row = 0
 
-    def record(self, elapsed: float) -> None:
-        """Take the seconds the last batch (of `rows` rows) held the write lock."""
+    def record(self, elapsed: float, rows: int) -> None:
+        """Take the seconds the last batch, of `rows` rows, held the write lock."""
         smallest, largest = CLEANUP_BATCH_ROWS
         if elapsed > CLEANUP_BATCH_SECONDS:
             self.rows = max(smallest, self.rows // 2)
             self._quick_in_a_row = 0
+        elif rows < self.rows:
+            return
         elif elapsed < CLEANUP_BATCH_SECONDS / 2:
             self._quick_in_a_row += 1
             if self._quick_in_a_row >= CLEANUP_GROW_AFTER_BATCHES:

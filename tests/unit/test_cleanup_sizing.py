@@ -16,9 +16,10 @@ ON_TARGET = CLEANUP_BATCH_SECONDS * 0.75
 
 
 def sized(*elapsed: float) -> BatchSize:
+    """Return the size after full batches that took `elapsed` seconds each."""
     size = BatchSize()
     for seconds in elapsed:
-        size.record(seconds)
+        size.record(seconds, size.rows)
     return size
 
 
@@ -54,3 +55,23 @@ def test_batch_sizes_stay_within_bounds() -> None:
     """The size never leaves CLEANUP_BATCH_ROWS, however the batches went."""
     assert sized(*[SLOW] * 10).rows == SMALLEST
     assert sized(*[0.0] * (CLEANUP_GROW_AFTER_BATCHES * 20)).rows == LARGEST
+
+
+def test_the_target_time_itself_keeps_the_size() -> None:
+    """Exactly the target, or exactly half of it, is on target: no change, no streak."""
+    grown = [QUICK] * CLEANUP_GROW_AFTER_BATCHES
+    assert sized(*grown, CLEANUP_BATCH_SECONDS).rows == SMALLEST * 2
+    boundary = [CLEANUP_BATCH_SECONDS / 2] * (CLEANUP_GROW_AFTER_BATCHES * 2)
+    assert sized(*boundary).rows == SMALLEST
+
+
+def test_a_short_batch_counts_only_when_slow() -> None:
+    """A batch of fewer rows than the size neither grows the streak nor ends it; a slow one halves."""
+    size = sized(*[QUICK] * (CLEANUP_GROW_AFTER_BATCHES - 1))
+    size.record(QUICK, SMALLEST // 8)
+    size.record(ON_TARGET, SMALLEST // 8)
+    assert size.rows == SMALLEST
+    size.record(QUICK, size.rows)
+    assert size.rows == SMALLEST * 2
+    size.record(SLOW, 1)
+    assert size.rows == SMALLEST
