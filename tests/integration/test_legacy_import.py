@@ -262,7 +262,7 @@ def test_payload_text_is_kept_as_written_or_compacted(make_store: Any, tmp_path:
     assert store.get_job("b").playbook == {"name": "triage", "steps": [1, 2.5, True, None]}
 
 
-@pytest.mark.parametrize("indent", [None, 2], ids=["as-written", "re-encoded"])
+@pytest.mark.parametrize("indent", [None, 2], ids=["one-line", "pretty-printed"])
 def test_absent_and_null_payloads_store_defaults(
     make_store: Any, tmp_path: Path, indent: int | None
 ) -> None:
@@ -280,7 +280,19 @@ def test_absent_and_null_payloads_store_defaults(
         }
     assert stored["absent"] == ("{}", "{}", None)
     assert stored["null"][2] is None
-    assert store.get_job("null").context == {"alert": "ü-ñ", "nested": {"list": [{"a": -1e-3}]}}
+
+
+@pytest.mark.parametrize("as_written", [True, False], ids=["as-written", "decoded"])
+def test_null_payload_members_on_both_parse_paths(as_written: bool) -> None:
+    """Null results become NULL; a null playbook or context is kept as the JSON text null.
+
+    The parser hands over a member's text when it could keep it as written,
+    and only the decoded value otherwise (a cut or unusual payload).
+    """
+    job = legacy_job("n", playbook=None, context=None, results=None)
+    texts = {"playbook": "null", "context": "null", "results": "null"} if as_written else {}
+    row = importer.legacy_row("n", job, texts)
+    assert (row[2], row[3], row[4]) == ("null", "null", None)
 
 
 @pytest.mark.parametrize(
