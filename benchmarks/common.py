@@ -227,9 +227,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def written_by_this_process() -> tuple[int, int]:
     """Return (bytes passed to write calls, write calls) so far, from /proc/self/io.
 
-    Unlike a time, the difference over an operation is the same on any
-    machine: it counts what SQLite wrote (WAL frames, checkpoint pages), not
-    how fast the disk took it.
+    Unlike a time, the difference over an operation counts what SQLite wrote
+    (WAL frames, checkpoint pages), not how fast the disk took it.
     """
     values = {}
     with open("/proc/self/io", encoding="utf-8") as handle:
