@@ -56,7 +56,7 @@ from common import (
 from generate import JobFactory, ensure_database
 
 from secautod import JobStore, queries
-from secautod.database import connect, integrity_problems
+from secautod.database import Synchronous, connect, integrity_problems
 
 JULIAN_UNIX_EPOCH = 2440587.5
 _TERMINAL = "('completed', 'failed', 'cancelled')"
@@ -196,7 +196,7 @@ def bare_backup(source_path: Path, target_path: Path) -> tuple[float, float]:
 
 
 def reference_timings(
-    base: Path, folder: Path, cutoff: datetime, now: datetime, synchronous: str
+    base: Path, folder: Path, cutoff: datetime, now: datetime, synchronous: Synchronous
 ) -> dict[str, Any]:
     """Time cp, backup and cleanup alone, and the single DELETE, on fresh copies."""
     figures: dict[str, Any] = {}
@@ -278,7 +278,7 @@ def latency_run(
     folder: Path,
     cutoff: datetime,
     now: datetime,
-    synchronous: str,
+    synchronous: Synchronous,
     interval: float,
     quiet_seconds: float,
     concurrent: bool,

@@ -24,6 +24,7 @@ Usage: python benchmarks/bench_store.py [--synchronous FULL|NORMAL] [--rounds 5]
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -321,7 +322,7 @@ def main() -> int:
 
     # Latency on the large file (warm): each status, and the stats.
     list_latency = {
-        status: latencies(lambda status=status: store.list_jobs(status=status, limit=100), 30)
+        status: latencies(functools.partial(store.list_jobs, status=status, limit=100), 30)
         for status in STATUSES
     }
     all_list = [value for values in list_latency.values() for value in values]
