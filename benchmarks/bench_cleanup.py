@@ -7,8 +7,8 @@ round takes a fresh copy of the 1,000,000-job database three times and runs
 `DELETE` with the store's predicate. It prints each round's times, the
 cleanup/DELETE ratio, the bytes and write calls each made (which depend on
 the batch sizes cleanup chose, not on the disk's speed) and the writer's
-latency during cleanup. Put a modified
-package first on `PYTHONPATH` to compare two trees on one machine.
+latency during cleanup. Put a modified package first on `PYTHONPATH` to
+compare two trees on one machine.
 
 Usage: python benchmarks/bench_cleanup.py [--rounds 2] [--expire 250000]
 """

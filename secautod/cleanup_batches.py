@@ -17,9 +17,10 @@ from secautod.database import ConnectionPool
 from secautod.errors import CleanupAborted, StopCheck
 
 # Expired rows are looked for this many rowids at a time, then deleted in
-# batches of 12-25 ms, starting small (`BatchSize`). A writer that has waited since a batch
-# began retries 33 ms in, or 53 or 78 ms in when the disk stretched the batch's
-# commit; 40 ms batches put a writer's worst wait past 100 ms (benchmarks/README.md).
+# batches of 12-25 ms, starting small (`BatchSize`). A writer that has waited
+# since a batch began retries 33 ms in, or 53 or 78 ms in when the disk
+# stretched the batch's commit; 40 ms batches put a writer's worst wait past
+# 100 ms (benchmarks/README.md).
 CLEANUP_SCAN_ROWS = 8192
 CLEANUP_BATCH_SECONDS = 0.025
 CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
