@@ -46,6 +46,7 @@ from generate import ensure_database
 
 from secautod import JobStore
 from secautod.database import connect
+from secautod.timestamps import format_timestamp
 
 QUIET_SECONDS = 2.0
 
@@ -86,7 +87,7 @@ def one_delete(live: Path, cutoff: datetime) -> dict[str, float]:
     Its commit checkpoints the WAL (automatic checkpoint), as cleanup's pauses do.
     """
     conn = connect(live)
-    stamp = f"{cutoff:%Y-%m-%d %H:%M:%S}.{cutoff.microsecond // 1000:03d}"
+    stamp = format_timestamp(cutoff)
     touch_memory()
     figures = measured(lambda: conn.execute(SINGLE_DELETE, {"cutoff": stamp}))
     conn.close()

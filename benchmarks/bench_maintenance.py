@@ -57,6 +57,7 @@ from generate import JobFactory, ensure_database
 
 from secautod import JobStore, queries
 from secautod.database import Synchronous, connect, integrity_problems
+from secautod.timestamps import format_timestamp
 
 JULIAN_UNIX_EPOCH = 2440587.5
 _TERMINAL = "('completed', 'failed', 'cancelled')"
@@ -260,7 +261,7 @@ def reference_timings(
     copy_database(base, live)
     warm_page_cache(live)
     conn = connect(live, synchronous=synchronous)
-    stamp = f"{cutoff:%Y-%m-%d %H:%M:%S}.{cutoff.microsecond // 1000:03d}"
+    stamp = format_timestamp(cutoff)
     touch_memory()
     started = time.perf_counter()
     deleted = conn.execute(SINGLE_DELETE, {"cutoff": stamp}).rowcount
