@@ -29,7 +29,7 @@ from secautod.output import (
     size_text,
     table,
 )
-from secautod.runtime import open_store, restore_hint
+from secautod.runtime import open_store, restore_hint, with_restore_hint
 from secautod.status import StatusReport, build_status
 from secautod.store import JobStore
 from secautod.timestamps import format_timestamp, utc_now
@@ -40,8 +40,10 @@ def load(args: argparse.Namespace, *, logs: bool = True) -> Config:
 
     Read-only commands log nothing, so they skip the setup (`logs=False`)
     unless --verbose asks for it: it is a fair share of their start-up time.
+    No command but `run` sends webhooks, so none needs their secrets: an
+    operator's shell rarely has the service's environment file loaded.
     """
-    config = load_config(find_config_path(args.config))
+    config = load_config(find_config_path(args.config), require_secrets=False)
     if logs or args.verbose:
         configure_logging("info" if args.verbose else "critical", config.logging.format)
     return config
@@ -254,13 +256,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     lines = [f"config: ok ({config.path})"]
     with store_for(config) as store:
         problems = store.integrity_check()
-        stats = store.get_stats()
+        if problems:
+            raise StoreCorruptError(
+                f"{config.database_path} failed its integrity check: "
+                f"{describe_problems(problems)}; {restore_hint(config)}"
+            )
+        try:
+            stats = store.get_stats()
+        except StoreCorruptError as exc:
+            raise with_restore_hint(exc, config) from exc
         version = store.schema_version
-    if problems:
-        raise StoreCorruptError(
-            f"{config.database_path} failed its integrity check: {describe_problems(problems)}; "
-            f"{restore_hint(config)}"
-        )
     lines.append(
         f"database: ok ({config.database_path}, {stats.total} jobs, schema version {version})"
     )

@@ -151,8 +151,14 @@ def find_config_path(explicit: str | None, environ: Mapping[str, str] = os.envir
     return DEFAULT_CONFIG_PATHS[0]
 
 
-def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
-    """Read, parse and validate the config file at `path`."""
+def load_config(
+    path: Path, environ: Mapping[str, str] = os.environ, *, require_secrets: bool = True
+) -> Config:
+    """Read, parse and validate the config file at `path`.
+
+    Only the daemon signs webhooks: with `require_secrets=False` (the other
+    commands) a `secret_env` that is unset leaves that endpoint's `secret` None.
+    """
     path = path.absolute()
     try:
         text = path.read_text(encoding="utf-8")
@@ -162,7 +168,7 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     document = _parse_yaml(text, path)
     try:
-        return parse_config(document, path, environ)
+        return parse_config(document, path, environ, require_secrets=require_secrets)
     except ConfigError as exc:
         message = str(exc)
         if message.startswith(str(path)):
@@ -170,7 +176,13 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
         raise ConfigError(f"{path}: {message}") from None
 
 
-def parse_config(document: object, path: Path, environ: Mapping[str, str] = os.environ) -> Config:
+def parse_config(
+    document: object,
+    path: Path,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    require_secrets: bool = True,
+) -> Config:
     """Validate a parsed YAML document into a `Config` (`path` anchors relative paths)."""
     if document is None:
         raise ConfigError(f"{path}: the file is empty; expected a mapping of settings")
@@ -189,7 +201,7 @@ def parse_config(document: object, path: Path, environ: Mapping[str, str] = os.e
         data_directory=data_directory,
         storage=_parse_storage(top.get("storage")),
         jobs=jobs,
-        webhooks=_parse_webhooks(top.get("webhooks"), environ),
+        webhooks=_parse_webhooks(top.get("webhooks"), environ if require_secrets else None),
         webhook_delivery=_parse_delivery(top.get("webhook_delivery")),
         logging=_parse_logging(top.get("logging")),
         shutdown_timeout=_get(top, "shutdown_timeout_seconds", "", _seconds, timedelta(seconds=30)),
@@ -258,7 +270,8 @@ def _parse_jobs(value: object, base: Path) -> JobsConfig:
     )
 
 
-def _parse_webhooks(value: object, environ: Mapping[str, str]) -> tuple[WebhookConfig, ...]:
+def _parse_webhooks(value: object, environ: Mapping[str, str] | None) -> tuple[WebhookConfig, ...]:
+    """Parse the endpoints; `environ` None means secrets are not looked up."""
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -268,7 +281,7 @@ def _parse_webhooks(value: object, environ: Mapping[str, str]) -> tuple[WebhookC
     )
 
 
-def _parse_webhook(value: object, p: str, environ: Mapping[str, str]) -> WebhookConfig:
+def _parse_webhook(value: object, p: str, environ: Mapping[str, str] | None) -> WebhookConfig:
     section = _section(value, p, p.rstrip("."))
     _check_keys(section, p, ("url", "secret_env", "timeout_seconds"))
     if "url" not in section:
@@ -285,7 +298,7 @@ def _parse_webhook(value: object, p: str, environ: Mapping[str, str]) -> Webhook
         )
     secret_env = _get(section, "secret_env", p, _optional(_text), None)
     secret = None
-    if secret_env is not None:
+    if secret_env is not None and environ is not None:
         if not environ.get(secret_env):
             raise ConfigError(
                 f"{p}secret_env: the environment variable {secret_env} is not set or empty"

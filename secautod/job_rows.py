@@ -74,7 +74,7 @@ def decode_job(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
         playbook=decode_json(playbook, job_id, "playbook"),
         context=decode_json(context, job_id, "context"),
         results=None if results is None else decode_json(results, job_id, "results"),
-        error=error,
+        error=_error_text(error, job_id),
         created_at=created_at,
         started_at=None if started is None else _decode_time(conn, started, job_id, "started_at"),
         completed_at=None
@@ -101,8 +101,24 @@ def _decode_time(
             return None
     # Julian day numbers, time-only values and other rarities: let SQLite decide.
     (normalized,) = conn.execute(queries.NORMALIZE_TIMESTAMP, (value,)).fetchone()
-    if normalized is None:
+    try:
+        # SQLite reaches years Python cannot hold (a Julian day 0 is 4713 BC).
+        return datetime.fromisoformat(normalized).replace(tzinfo=UTC)
+    except (TypeError, ValueError):
         raise UnreadableJobError(
-            f"job {job_id}: {column} holds {value!r}, which is not a date SQLite understands"
-        )
-    return datetime.fromisoformat(normalized).replace(tzinfo=UTC)
+            f"job {job_id}: {column} holds {value!r}, which is not a date secautod can read"
+        ) from None
+
+
+def _error_text(value: object, job_id: str) -> str | None:
+    """Read the `error` column: text, a number, or UTF-8 bytes bound as a BLOB."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    raise UnreadableJobError(f"job {job_id}: error holds {value!r}, which is not text")

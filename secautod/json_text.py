@@ -24,9 +24,15 @@ def encode_json(value: Any, job_id: str, column: str) -> str:
         raise InvalidJobError(f"job {job_id}: {column} cannot be stored as JSON ({exc})") from None
 
 
-def decode_json(text: str, job_id: str, column: str) -> Any:
-    """Decode a column's JSON text, naming the job and column if it is not JSON."""
+def decode_json(text: str | bytes, job_id: str, column: str) -> Any:
+    """Decode a column's JSON text, naming the job and column if it is not JSON.
+
+    Writers in other languages may bind JSON as bytes (Go's `json.Marshal`
+    output), which SQLite keeps as a BLOB: that is read as UTF-8 text.
+    """
     try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
         return _DECODER.decode(text)  # json.loads minus its argument checks
     except (TypeError, ValueError) as exc:
         raise UnreadableJobError(f"job {job_id}: {column} is not valid JSON ({exc})") from None

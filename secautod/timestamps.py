@@ -52,6 +52,7 @@ def parse_timestamp(text: str) -> datetime | None:
     A value without an offset is UTC, as in SQLite. Go's zero time
     (`0001-01-01T00:00:00Z`) means "unset" and reads as None too, so callers
     must tell "unset" from "unreadable" with `is_go_zero_time` if it matters.
+    A time that has no UTC equivalent within years 1-9999 is not one either.
     """
     try:
         parsed = datetime.fromisoformat(text.strip())
@@ -61,7 +62,10 @@ def parse_timestamp(text: str) -> datetime | None:
         parsed = parsed.replace(tzinfo=UTC)
     if parsed.year == _GO_ZERO_YEAR:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def is_go_zero_time(text: str) -> bool:

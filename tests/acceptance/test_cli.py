@@ -60,6 +60,19 @@ def cli(config: Path, *args: str) -> Any:
     return run_cli(*args, "--config", str(config))
 
 
+def test_cli_commands_run_without_the_daemons_webhook_secret(tmp_path: Path) -> None:
+    """An operator's shell lacks the service's secret: status and jobs work; run refuses."""
+    hook = {"url": "https://h.example/x", "secret_env": "SECAUTOD_TEST_UNSET_SECRET"}
+    config = write_config(tmp_path, webhooks=[hook])
+    JobStore(tmp_path / "data" / "jobs.db").close()
+    for command, expected in ((["status"], 3), (["jobs", "list"], 0), (["jobs", "stats"], 0)):
+        result = cli(config, *command)  # status: 3, no daemon running
+        assert result.returncode == expected, (command, result.stderr)
+    result = cli(config, "run")
+    assert result.returncode == 78
+    assert "SECAUTOD_TEST_UNSET_SECRET is not set or empty" in result.stderr
+
+
 def test_jobs_list_table_is_aligned_newest_first_with_relative_ages(installation: Path) -> None:
     """The default table lists ids newest first with statuses and ages like '3h ago'."""
     result = cli(installation, "jobs", "list")
@@ -252,7 +265,7 @@ def test_status_reports_overdue_backup_and_undelivered_notifications(
 
 
 def test_check_reports_a_damaged_database_with_74(installation: Path, tmp_path: Path) -> None:
-    """check exits 74 with one line when the database fails its integrity check."""
+    """check exits 74 with one line naming the backup to restore when the database is damaged."""
     database = tmp_path / "data" / "jobs.db"
     with JobStore(database) as store:
         for index in range(300):
@@ -263,11 +276,13 @@ def test_check_reports_a_damaged_database_with_74(installation: Path, tmp_path: 
     page = 4096
     for offset in range(page * 3, len(data) - page, page * 2):
         data[offset + 100 : offset + 400] = b"\xa5" * 300  # scribble over b-tree pages
+    assert cli(installation, "backup").returncode == 0
     database.write_bytes(bytes(data))
     result = cli(installation, "check")
     assert result.returncode == 74
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+    assert "secautod restore" in result.stderr  # points at the newest good backup
 
 
 def test_every_command_has_help_with_an_example() -> None:

@@ -305,6 +305,45 @@ def test_unreadable_foreign_values_are_named(tmp_path: Path) -> None:
             store.get_job("t")
 
 
+def test_json_and_error_bound_as_blobs_read_as_text(tmp_path: Path) -> None:
+    """A Go writer binding json.Marshal's []byte stores BLOBs: they read as the JSON they hold."""
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO jobs (id, status, playbook, context, results, error, created_at)"
+        " VALUES ('b', 'failed', ?, ?, ?, ?, '2026-01-01')",
+        (b'{"name":"triage"}', b'{"host":"h1"}', b"[1,2]", b"step 2 failed"),
+    )
+    conn.commit()
+    conn.close()
+    with JobStore(path) as store:
+        (listed,) = store.list_jobs()
+        job = store.get_job("b")
+    assert job == listed
+    assert (job.playbook, job.context, job.results) == ({"name": "triage"}, {"host": "h1"}, [1, 2])
+    assert job.error == "step 2 failed"
+
+
+@pytest.mark.parametrize("value", [0, "9999-12-31T23:00:00-05:00"])
+def test_timestamps_outside_pythons_years_are_named(tmp_path: Path, value: object) -> None:
+    """Julian day 0 (4713 BC) or a time past year 9999 in UTC is an UnreadableJobError, not a crash."""
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('y', 'pending', '{}', '{}', ?)",
+        (value,),
+    )
+    conn.commit()
+    conn.close()
+    with (
+        JobStore(path) as store,
+        pytest.raises(UnreadableJobError, match="job y: created_at holds"),
+    ):
+        store.get_job("y")
+
+
 def test_opening_a_current_store_needs_no_write_lock(tmp_path: Path) -> None:
     """Read commands open the store while another process holds the write lock (no migration to do)."""
     path = tmp_path / "jobs.db"

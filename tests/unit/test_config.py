@@ -82,6 +82,16 @@ def test_webhook_secret_comes_from_the_environment_and_hides_itself(tmp_path: Pa
     assert "topsecret" not in repr(webhook.secret)
 
 
+def test_webhook_secret_is_required_only_where_it_is_used(tmp_path: Path) -> None:
+    """The daemon refuses an unset secret_env; other commands load the config without it."""
+    document = {"webhooks": [{"url": "https://h.example/x", "secret_env": "HOOK"}]}
+    with pytest.raises(ConfigError, match="environment variable HOOK is not set or empty"):
+        parse(document, tmp_path)
+    config = parse_config(document, tmp_path / "config.yaml", {}, require_secrets=False)
+    assert config.webhooks[0].secret_env == "HOOK"
+    assert config.webhooks[0].secret is None
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
