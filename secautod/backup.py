@@ -25,7 +25,7 @@ from secautod.database import (
     checkpoint_database_file,
     verify_database_file,
 )
-from secautod.errors import NotFoundError, StoreError
+from secautod.errors import BackupError, NotFoundError, StoreError
 from secautod.timestamps import require_aware
 
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -217,6 +217,7 @@ def restore_backup(
     before anything is touched (pass `verified` if the caller just did
     that); the swap itself is one atomic rename.
     """
+    refuse_unfolded_wal(backup)
     summary = verified if verified is not None else verify_database_file(backup)
     directory = database.parent
     stamp = require_aware(now, "now").strftime(_STAMP_FORMAT)
@@ -230,6 +231,25 @@ def restore_backup(
         staged.unlink(missing_ok=True)
         raise StoreError(f"restore into {database} failed: {exc.strerror or exc}") from exc
     return RestoreResult(summary, database, previous)
+
+
+def refuse_unfolded_wal(backup: Path) -> None:
+    """Raise `BackupError` if `backup` has a non-empty WAL beside it.
+
+    Restore copies the file itself; what only the WAL holds (a copied live
+    database, a set-aside file whose checkpoint failed) would be lost while
+    the verification, which SQLite runs through the WAL, still passed.
+    """
+    wal = backup.with_name(backup.name + "-wal")
+    try:
+        size = wal.stat().st_size
+    except FileNotFoundError:
+        return
+    if size > 0:
+        raise BackupError(
+            f"{backup} has a write-ahead log ({wal}, {size} bytes) that restore would not copy; "
+            f"fold it in first with: sqlite3 {backup} 'PRAGMA wal_checkpoint(TRUNCATE)'"
+        )
 
 
 def _set_aside(database: Path, aside_name: str) -> Path | None:

@@ -18,7 +18,7 @@ import pytest
 from secautod import JobStore
 from secautod.backup import list_backups, restore_backup
 from secautod.database import integrity_problems
-from secautod.errors import BackupAborted, StoreCorruptError, StoreFullError
+from secautod.errors import BackupAborted, BackupError, StoreCorruptError, StoreFullError
 
 # Tests that assert file names pass this instant rather than the `now` fixture.
 NAMED_AT = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -269,6 +269,35 @@ def test_restore_of_a_corrupt_backup_touches_nothing(
     with pytest.raises(StoreCorruptError):
         restore_backup(bad, store.path, now)
     assert files_in(store.path.parent) == sorted([*before, bad.name])
+    with JobStore(store.path) as intact:
+        assert intact.get_stats().total == 3
+
+
+def test_restore_refuses_a_source_whose_wal_holds_jobs(
+    make_store: Any, make_job: Any, now: datetime, tmp_path: Path
+) -> None:
+    """A copied live database whose jobs sit in its -wal is refused, not restored without them."""
+    store = make_store()
+    fill(store, make_job, 3)
+    store.close()
+    live = tmp_path / "live.db"
+    with JobStore(live) as source:
+        source.close()
+    writer = sqlite3.connect(live)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute(
+        "INSERT INTO jobs (id, status, playbook, context, created_at)"
+        " VALUES ('only-in-wal', 'pending', '{}', '{}', '2026-01-01')"
+    )
+    writer.commit()
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(live.read_bytes())
+    (tmp_path / "copy.db-wal").write_bytes((tmp_path / "live.db-wal").read_bytes())
+    writer.close()
+    before = files_in(store.path.parent)
+    with pytest.raises(BackupError, match="write-ahead log"):
+        restore_backup(copy, store.path, now)
+    assert files_in(store.path.parent) == before
     with JobStore(store.path) as intact:
         assert intact.get_stats().total == 3
 
