@@ -13,7 +13,7 @@ from typing import Any
 
 from secautod.backup import list_backups, refuse_unfolded_wal, resolve_backup, restore_backup
 from secautod.config import Config, find_config_path, load_config, redact_url
-from secautod.database import describe_problems, verify_database_file
+from secautod.database import describe_problems, prepare_directory, verify_database_file
 from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.lock import DirectoryLock, holder_pid
@@ -180,6 +180,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     refuse_unfolded_wal(chosen)
     progress.update(f"verifying {chosen.name}")
     verified = verify_database_file(chosen)  # a bad backup is refused before anything is touched
+    prepare_directory(config.data_directory)  # a fresh machine restoring its first database
     with DirectoryLock(config.data_directory).acquire("restore"):
         result = restore_backup(
             chosen,

@@ -187,6 +187,22 @@ def test_backup_check_and_restore_round_trip(installation: Path, tmp_path: Path)
         assert previous.load_job("fresh-ok") is None
 
 
+def test_restore_on_a_fresh_machine_creates_the_data_directory(
+    installation: Path, tmp_path: Path
+) -> None:
+    """Restoring where no data directory exists yet creates it (0700) and restores into it."""
+    assert cli(installation, "backup").returncode == 0
+    (backup,) = (tmp_path / "data").glob("jobs.db.backup.*")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    config = write_config(fresh, data_directory="newdata")
+    result = cli(config, "restore", str(backup))
+    assert result.returncode == 0, result.stderr
+    assert (fresh / "newdata").stat().st_mode & 0o777 == 0o700
+    with JobStore(fresh / "newdata" / "jobs.db") as store:
+        assert store.get_stats().total == 5
+
+
 def test_restore_refuses_a_corrupt_backup_and_keeps_the_database(
     installation: Path, tmp_path: Path
 ) -> None:
