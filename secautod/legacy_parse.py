@@ -61,7 +61,7 @@ def parse_legacy_file(path: Path) -> Iterator[ParsedBatch]:
     their fields.
     """
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open(encoding="utf-8-sig")  # a byte-order mark some editors add is skipped
     except OSError as exc:
         raise ImportFormatError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
@@ -185,7 +185,14 @@ class _ChunkReader:
         """Read another chunk; False at end of file."""
         if self.eof:
             return False
-        chunk = self.handle.read(CHUNK_CHARS)
+        try:
+            chunk = self.handle.read(CHUNK_CHARS)
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(
+                f"{self.path}: not UTF-8 text ({exc.reason}, within the "
+                f"{CHUNK_CHARS} characters after character {self.consumed + len(self.buffer)}); "
+                f"nothing was imported"
+            ) from None
         if not chunk:
             self.eof = True
             return False
@@ -239,6 +246,8 @@ class _ChunkReader:
                 if (near_end or exc.msg.startswith("Unterminated string")) and self.fill():
                     continue
                 raise self.error(exc.pos, exc.msg) from None
+            except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
+                raise self.error(position, str(exc).split(";")[0]) from None
             # A number ending exactly at the buffer's end may continue in the next chunk.
             if end == len(self.buffer) and not isinstance(value, (dict, list, str)) and self.fill():
                 continue

@@ -90,6 +90,11 @@ def test_existing_jobs_are_not_overwritten(make_store: Any, make_job: Any, tmp_p
             '{"a": {"status": "pending", "created_at": "2026-01-01T00:00:00Z"},}',
             "expected a job id",
         ),
+        ('{"a": {"status": "pending", "n": ' + "9" * 5000 + "}}", "line 1, column 7: Exceeds"),
+        (
+            '{"a": {"status": "pending", "created_at": "9999-12-31T23:00:00-05:00"}}',
+            "job 'a': field 'created_at'",
+        ),
     ],
 )
 def test_malformed_files_import_nothing_and_say_where(
@@ -105,6 +110,22 @@ def test_malformed_files_import_nothing_and_say_where(
     assert "nothing was imported" in str(caught.value)
     assert caught.value.exit_status == EX_DATAERR
     assert store.get_stats().total == 0
+
+
+def test_byte_order_mark_is_skipped_and_non_utf8_is_refused(
+    make_store: Any, tmp_path: Path
+) -> None:
+    """A UTF-8 BOM (some editors write one) imports; bytes that are not UTF-8 import nothing."""
+    store = make_store()
+    job = '{"a": {"status": "pending", "created_at": "2026-01-01T00:00:00Z", "playbook": {"n": "%s"}}}'
+    with_bom = tmp_path / "bom.json"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + (job % "x").encode())
+    assert import_legacy_file(store, with_bom).imported == 1
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes((job % "caf\xe9").replace('"a"', '"b"').encode("latin-1"))
+    with pytest.raises(ImportFormatError, match=r"not UTF-8 text.*nothing was imported"):
+        import_legacy_file(store, latin1)
+    assert store.get_stats().total == 1
 
 
 @pytest.mark.parametrize(
