@@ -57,10 +57,15 @@ def point_in_time(text: str) -> datetime:
 
 
 def positive_limit(text: str) -> int:
-    """Parse --limit: a whole number, at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    """Parse --limit: a whole number from 1 to SQLite's largest integer."""
+    if not text.isdigit() or not 1 <= int(text) <= _SQLITE_MAX_INTEGER:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {_SQLITE_MAX_INTEGER}, got {text!r}"
+        )
     return int(text)
+
+
+_SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 def build_parser() -> argparse.ArgumentParser:

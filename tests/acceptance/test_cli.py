@@ -422,3 +422,19 @@ def test_out_of_range_times_are_usage_errors(installation: Path) -> None:
         result = cli(installation, "jobs", "list", "--since", value)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "ten", str(2**63), "9" * 30])
+def test_out_of_range_limits_are_usage_errors(installation: Path, limit: str) -> None:
+    """--limit outside 1..2**63-1 is a one-line usage error (2), never a traceback."""
+    result = cli(installation, "jobs", "list", "--limit", limit)
+    assert result.returncode == 2
+    assert "--limit" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_largest_limit_lists_everything(installation: Path) -> None:
+    """The largest limit SQLite can take lists every job."""
+    result = cli(installation, "jobs", "list", "--limit", str(2**63 - 1), "--json")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 5
