@@ -2,6 +2,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from secautod.config import Config, Secret, find_config_path, load_config, parse_config
 from secautod.errors import EX_CONFIG, ConfigError
@@ -58,6 +59,25 @@ def test_values_become_typed_durations_and_paths(tmp_path: Path) -> None:
 def test_backup_directory_defaults_to_the_data_directory(tmp_path: Path) -> None:
     """Without jobs.backup_directory, backups go next to the database."""
     assert parse({"data_directory": "d"}, tmp_path).backup_directory == tmp_path / "d"
+
+
+@pytest.mark.parametrize("shipped", [SHIPPED, SHIPPED.parent / "packaging" / "config.yaml"])
+def test_commented_webhook_example_is_valid_once_uncommented(tmp_path: Path, shipped: Path) -> None:
+    """Following the config's instructions for webhooks gives a config that loads."""
+    lines = shipped.read_text().splitlines()
+    start = lines.index("# webhooks:")
+    example = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        example.append(line[2:])
+    config = parse_config(
+        yaml.safe_load("\n".join(example)),
+        tmp_path / "config.yaml",
+        {"SECAUTOD_WEBHOOK_SECRET": "k"},
+    )
+    assert config.webhooks[0].url == "https://soar.example.org/hooks/secautod"
+    assert config.webhooks[0].timeout.total_seconds() == 10
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
