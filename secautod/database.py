@@ -350,7 +350,9 @@ class ConnectionPool:
             conn = self.open_connection("opening")
             with self._lock:
                 self._close_orphans()
-                self._connections[threading.get_ident()] = conn
+                # current_thread() registers a thread started outside `threading`
+                # (by C code or `_thread`), so it is not taken for an ended one.
+                self._connections[threading.current_thread().ident or 0] = conn
             self._local.conn = conn
         return conn
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from secautod import queries
 from secautod.errors import UnreadableJobError
-from secautod.jobs import Job, JobStatus
+from secautod.jobs import Job, JobStatus, error_text
 from secautod.json_text import decode_json, encode_json
 from secautod.timestamps import (
     format_optional,
@@ -42,7 +42,7 @@ def encode_job(job: Job, updated_at: datetime) -> EncodedJob:
         encode_json(job.playbook, job.id, "playbook"),
         encode_json(job.context, job.id, "context"),
         None if job.results is None else encode_json(job.results, job.id, "results"),
-        job.error,
+        error_text(job.error, job.id),
         format_timestamp(require_aware(job.created_at, "created_at")),
         format_optional(job.started_at),
         format_optional(job.completed_at),

@@ -225,3 +225,18 @@ def test_job_create_round_trip(make_store: Any) -> None:
     job = Job.create({"name": "contain"}, {"host": "h1"})
     store.save_job(job)
     assert store.get_job(job.id) == job
+
+
+def test_error_that_is_not_text_is_invalid_input(make_store: Any, make_job: Any) -> None:
+    """An exception object or a list as `error` is the caller's mistake (65), not a store failure."""
+    store = make_store()
+    store.save_job(make_job(id="e"))
+    with pytest.raises(InvalidJobError, match="job e: error must be text or None"):
+        store.update_job_results("e", None, RuntimeError("boom"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidJobError, match="error must be text or None"):
+        make_job(id="l", error=["step", 2])
+    job = make_job(id="m")
+    job.error = ["changed after creation"]
+    with pytest.raises(InvalidJobError, match="job m: error must be text or None"):
+        store.save_job(job)
+    assert store.get_job("e").error is None

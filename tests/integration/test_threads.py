@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import threading
 from datetime import timedelta
 from typing import Any
@@ -64,3 +65,33 @@ def test_connections_of_finished_threads_are_closed(make_store: Any, make_job: A
         thread.join()
     store.get_stats()  # opens this thread's connection, closing the orphans
     assert len(store._pool._connections) <= 2
+
+
+def test_a_thread_started_outside_threading_keeps_its_connection(
+    make_store: Any, make_job: Any
+) -> None:
+    """A thread from C code or `_thread` is alive: another thread's first call does not close its connection."""
+    store = make_store()
+    store.save_job(make_job(id="shared"))
+    first_done, others_done, finished = threading.Event(), threading.Event(), threading.Event()
+    results: list[object] = []
+
+    def foreign() -> None:
+        try:
+            results.append(store.get_job("shared").id)
+            first_done.set()
+            others_done.wait(10)
+            results.append(store.get_job("shared").id)
+        except Exception as exc:  # reported through results
+            results.append(exc)
+        finally:
+            finished.set()
+
+    _thread.start_new_thread(foreign, ())
+    assert first_done.wait(10)
+    other = threading.Thread(target=store.get_stats)  # opens a connection, closing orphans
+    other.start()
+    other.join()
+    others_done.set()
+    assert finished.wait(10)
+    assert results == ["shared", "shared"]
