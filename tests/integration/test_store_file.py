@@ -37,6 +37,15 @@ CREATE TABLE jobs (
 """
 
 
+def written_by_another_client(tmp_path: Path, sql: str, params: Any = ()) -> Path:
+    """Create a store, then run one statement on it with plain sqlite3 (another writer)."""
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(sql, params)
+    return path
+
+
 def pragma(conn: sqlite3.Connection, name: str) -> Any:
     return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
@@ -228,15 +237,11 @@ def test_foreign_timestamp_forms_read_as_aware_utc(
     tmp_path: Path, text: object, expected: datetime
 ) -> None:
     """Rows written by plain sqlite3 in other writers' forms read back as the right UTC instant."""
-    path = tmp_path / "jobs.db"
-    JobStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(
+    path = written_by_another_client(
+        tmp_path,
         "INSERT INTO jobs (id, status, playbook, context, created_at, started_at) VALUES ('f', 'running', '{}', '{}', ?, ?)",
         (text, text),
     )
-    conn.commit()
-    conn.close()
     with JobStore(path) as store:
         job = store.get_job("f")
     assert abs(job.created_at - expected) < timedelta(milliseconds=1)
@@ -247,14 +252,10 @@ def test_foreign_timestamp_forms_read_as_aware_utc(
 
 def test_go_zero_time_reads_as_unset(tmp_path: Path) -> None:
     """Go's zero time in an optional column means 'not set' and reads as None."""
-    path = tmp_path / "jobs.db"
-    JobStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "INSERT INTO jobs (id, status, playbook, context, created_at, started_at) VALUES ('z', 'pending', '{}', '{}', '2026-01-01T00:00:00Z', '0001-01-01T00:00:00Z')"
+    path = written_by_another_client(
+        tmp_path,
+        "INSERT INTO jobs (id, status, playbook, context, created_at, started_at) VALUES ('z', 'pending', '{}', '{}', '2026-01-01T00:00:00Z', '0001-01-01T00:00:00Z')",
     )
-    conn.commit()
-    conn.close()
     with JobStore(path) as store:
         assert store.get_job("z").started_at is None
 
@@ -307,16 +308,12 @@ def test_unreadable_foreign_values_are_named(tmp_path: Path) -> None:
 
 def test_json_and_error_bound_as_blobs_read_as_text(tmp_path: Path) -> None:
     """A Go writer binding json.Marshal's []byte stores BLOBs: they read as the JSON they hold."""
-    path = tmp_path / "jobs.db"
-    JobStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(
+    path = written_by_another_client(
+        tmp_path,
         "INSERT INTO jobs (id, status, playbook, context, results, error, created_at)"
         " VALUES ('b', 'failed', ?, ?, ?, ?, '2026-01-01')",
         (b'{"name":"triage"}', b'{"host":"h1"}', b"[1,2]", b"step 2 failed"),
     )
-    conn.commit()
-    conn.close()
     with JobStore(path) as store:
         (listed,) = store.list_jobs()
         job = store.get_job("b")
@@ -328,15 +325,11 @@ def test_json_and_error_bound_as_blobs_read_as_text(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", [0, "9999-12-31T23:00:00-05:00"])
 def test_timestamps_outside_pythons_years_are_named(tmp_path: Path, value: object) -> None:
     """Julian day 0 (4713 BC) or a time past year 9999 in UTC is an UnreadableJobError, not a crash."""
-    path = tmp_path / "jobs.db"
-    JobStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(
+    path = written_by_another_client(
+        tmp_path,
         "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('y', 'pending', '{}', '{}', ?)",
         (value,),
     )
-    conn.commit()
-    conn.close()
     with (
         JobStore(path) as store,
         pytest.raises(UnreadableJobError, match="job y: created_at holds"),
@@ -360,14 +353,10 @@ def test_opening_a_current_store_needs_no_write_lock(tmp_path: Path) -> None:
 
 def test_rows_other_programs_broke_are_unreadable_not_corrupt(tmp_path: Path) -> None:
     """An empty id or bad JSON in a row is UnreadableJobError (74) and suggests no restore."""
-    path = tmp_path / "jobs.db"
-    JobStore(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('', 'pending', '{}', '{}', '2026-01-01')"
+    path = written_by_another_client(
+        tmp_path,
+        "INSERT INTO jobs (id, status, playbook, context, created_at) VALUES ('', 'pending', '{}', '{}', '2026-01-01')",
     )
-    conn.commit()
-    conn.close()
     with (
         JobStore(path) as store,
         pytest.raises(UnreadableJobError, match="not usable") as caught,
