@@ -499,6 +499,8 @@ def _duration(value: object, unit: str, seconds_per_unit: float) -> timedelta:
 
 
 def _resolve(base: Path, value: str, key: str) -> Path:
+    if "\0" in value:
+        raise ConfigError(f"{key}: a path cannot contain a NUL character, got {_shown(value)}")
     try:
         return (base / Path(value).expanduser()).absolute()
     except RuntimeError as exc:  # ~user naming no user

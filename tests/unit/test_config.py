@@ -220,6 +220,11 @@ def test_config_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             {"data_directory": "~no-such-user-here/data"},
             "data_directory: cannot expand ~no-such-user-here/data",
         ),
+        ({"data_directory": "nd\0x"}, "data_directory: a path cannot contain a NUL character"),
+        (
+            {"jobs": {"backup_directory": "b\0"}},
+            "jobs.backup_directory: a path cannot contain a NUL character",
+        ),
     ],
 )
 def test_values_that_used_to_crash_are_config_errors(
