@@ -214,11 +214,10 @@ def restore_backup(
     """Replace `database` with a verified copy of `backup`, keeping the old file aside.
 
     The caller must hold the data directory's lock. The backup is verified
-    before anything is touched (pass `verified` if the caller just did
-    that); the swap itself is one atomic rename.
+    before anything is touched (pass `verified` if the caller just ran
+    `verify_restore_source`); the swap itself is one atomic rename.
     """
-    refuse_unfolded_wal(backup)
-    summary = verified if verified is not None else verify_database_file(backup)
+    summary = verified if verified is not None else verify_restore_source(backup)
     directory = database.parent
     stamp = require_aware(now, "now").strftime(_STAMP_FORMAT)
     staged = directory / f".{database.name}.restore.{os.getpid()}{_PARTIAL_SUFFIX}"
@@ -233,23 +232,22 @@ def restore_backup(
     return RestoreResult(summary, database, previous)
 
 
-def refuse_unfolded_wal(backup: Path) -> None:
-    """Raise `BackupError` if `backup` has a non-empty WAL beside it.
+def verify_restore_source(backup: Path) -> DatabaseFileSummary:
+    """Check that `backup` is an intact job store that a copy of the file restores whole.
 
-    Restore copies the file itself; what only the WAL holds (a copied live
-    database, a set-aside file whose checkpoint failed) would be lost while
-    the verification, which SQLite runs through the WAL, still passed.
+    Restore copies the file itself, so a non-empty WAL beside it is refused
+    (`BackupError`): what only the WAL holds (a copied live database, a
+    set-aside file whose checkpoint failed) would be lost while the
+    verification, which SQLite runs through the WAL, still passed.
     """
     wal = backup.with_name(backup.name + "-wal")
-    try:
-        size = wal.stat().st_size
-    except FileNotFoundError:
-        return
+    size = wal.stat().st_size if wal.exists() else 0
     if size > 0:
         raise BackupError(
             f"{backup} has a write-ahead log ({wal}, {size} bytes) that restore would not copy; "
             f"fold it in first with: sqlite3 {backup} 'PRAGMA wal_checkpoint(TRUNCATE)'"
         )
+    return verify_database_file(backup)
 
 
 def _set_aside(database: Path, aside_name: str) -> Path | None:

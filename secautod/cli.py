@@ -56,6 +56,9 @@ def point_in_time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is outside the range of dates") from None
 
 
+_SQLITE_MAX_INTEGER = 2**63 - 1
+
+
 def positive_limit(text: str) -> int:
     """Parse --limit: a whole number from 1 to SQLite's largest integer."""
     if not text.isdigit() or not 1 <= int(text) <= _SQLITE_MAX_INTEGER:
@@ -63,9 +66,6 @@ def positive_limit(text: str) -> int:
             f"expected a whole number from 1 to {_SQLITE_MAX_INTEGER}, got {text!r}"
         )
     return int(text)
-
-
-_SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 def build_parser() -> argparse.ArgumentParser:

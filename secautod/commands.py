@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from secautod.backup import list_backups, refuse_unfolded_wal, resolve_backup, restore_backup
+from secautod.backup import list_backups, resolve_backup, restore_backup, verify_restore_source
 from secautod.config import Config, find_config_path, load_config, redact_url
 from secautod.database import describe_problems, prepare_directory, verify_database_file
 from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
@@ -177,9 +177,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = load(args)
     chosen = resolve_backup(args.backup, config.backup_directory, config.database_path.name)
     progress = Progress("restore")
-    refuse_unfolded_wal(chosen)
     progress.update(f"verifying {chosen.name}")
-    verified = verify_database_file(chosen)  # a bad backup is refused before anything is touched
+    verified = verify_restore_source(chosen)  # a bad backup is refused before anything is touched
     prepare_directory(config.data_directory)  # a fresh machine restoring its first database
     with DirectoryLock(config.data_directory).acquire("restore"):
         result = restore_backup(

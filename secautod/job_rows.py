@@ -14,7 +14,7 @@ from typing import Any
 
 from secautod import queries
 from secautod.errors import UnreadableJobError
-from secautod.jobs import Job, JobStatus, error_text
+from secautod.jobs import Job, JobStatus, checked_error_text
 from secautod.json_text import decode_json, encode_json
 from secautod.timestamps import (
     format_optional,
@@ -42,7 +42,7 @@ def encode_job(job: Job, updated_at: datetime) -> EncodedJob:
         encode_json(job.playbook, job.id, "playbook"),
         encode_json(job.context, job.id, "context"),
         None if job.results is None else encode_json(job.results, job.id, "results"),
-        error_text(job.error, job.id),
+        checked_error_text(job.error, job.id),
         format_timestamp(require_aware(job.created_at, "created_at")),
         format_optional(job.started_at),
         format_optional(job.completed_at),
@@ -74,7 +74,7 @@ def decode_job(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
         playbook=decode_json(playbook, job_id, "playbook"),
         context=decode_json(context, job_id, "context"),
         results=None if results is None else decode_json(results, job_id, "results"),
-        error=_error_text(error, job_id),
+        error=_stored_error_text(error, job_id),
         created_at=created_at,
         started_at=None if started is None else _decode_time(conn, started, job_id, "started_at"),
         completed_at=None
@@ -110,7 +110,7 @@ def _decode_time(
         ) from None
 
 
-def _error_text(value: object, job_id: str) -> str | None:
+def _stored_error_text(value: object, job_id: str) -> str | None:
     """Read the `error` column: text, a number, or UTF-8 bytes bound as a BLOB."""
     if value is None or isinstance(value, str):
         return value

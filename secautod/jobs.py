@@ -65,7 +65,7 @@ class Job:
         if not isinstance(self.id, str) or not self.id:
             raise InvalidJobError(f"job id must be a non-empty string, got {self.id!r}")
         self.status = JobStatus.parse(self.status)
-        self.error = error_text(self.error, self.id)
+        self.error = checked_error_text(self.error, self.id)
         self.created_at = _stored_precision(self.created_at, f"job {self.id}: created_at")
         for name in ("started_at", "completed_at", "updated_at"):
             value = getattr(self, name)
@@ -139,7 +139,7 @@ class Job:
         )
 
 
-def error_text(value: object, job_id: str) -> str | None:
+def checked_error_text(value: object, job_id: str) -> str | None:
     """Return `value` as a job's error text, or raise `InvalidJobError` if it is not text."""
     if value is None or isinstance(value, str):
         return value

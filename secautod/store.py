@@ -56,7 +56,7 @@ from secautod.errors import (
     StoreFullError,
 )
 from secautod.job_rows import EncodedJob, decode_job, encode_job
-from secautod.jobs import Job, JobStats, JobStatus, error_text
+from secautod.jobs import Job, JobStats, JobStatus, checked_error_text
 from secautod.json_text import encode_json
 from secautod.supervisor_state import SupervisorState
 from secautod.timestamps import (
@@ -218,7 +218,7 @@ class JobStore:
         params = {
             "id": job_id,
             "results": None if results is None else encode_json(results, job_id, "results"),
-            "error": error_text(error, job_id),
+            "error": checked_error_text(error, job_id),
             "now": format_timestamp(self._clock()),
         }
         with self._pool.writing(f"updating job {job_id}") as conn:
