@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from itertools import pairwise
 
 from secautod import queries
 from secautod.database import ConnectionPool
@@ -20,7 +21,7 @@ from secautod.errors import CleanupAborted, StopCheck
 # batches of 12-25 ms, starting small (`BatchSize`). A writer that has waited
 # since a batch began retries 33 ms in, or 53 or 78 ms in when the disk
 # stretched the batch's commit; 40 ms batches put a writer's worst wait past
-# 100 ms (benchmarks/README.md).
+# 100 ms, and 33 ms ones up to 87 ms (benchmarks/README.md).
 CLEANUP_SCAN_ROWS = 8192
 CLEANUP_BATCH_SECONDS = 0.025
 CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
@@ -28,9 +29,14 @@ CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
 # many index pages its neighbours share), so a batch doubles only after
 # this many quick ones in a row: after one, twice the rows ran 60-78 ms.
 CLEANUP_GROW_AFTER_BATCHES = 3
-# SQLite's busy handler polls a waiting writer every 20-25 ms after its first
-# 33 ms: a pause this long always holds one of its polls.
-CLEANUP_PAUSE_SECONDS = 0.025
+# When SQLite's default busy handler (`sqlite3_busy_timeout`, as Python's
+# sqlite3 and Go's mattn/go-sqlite3 set it; SQLite built with usleep, as on
+# Linux) retries a waiting writer, in ms after its first attempt; then every
+# 100 ms until its timeout.
+BUSY_HANDLER_RETRIES_MS = (0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228)
+BUSY_HANDLER_LATER_INTERVAL_MS = 100
+# Beyond the retry itself: the writer's wake-up and its taking the lock.
+PAUSE_MARGIN_SECONDS = 0.004
 # WAL frames a reader's snapshot (a backup's copy) may keep from being
 # checkpointed before cleanup waits for it: folding a bigger backlog at once
 # means one long fsync that every other commit on the disk waits behind.
@@ -73,10 +79,11 @@ def delete_expired_jobs(
                 # The predicate again: another writer may have changed a row since.
                 params = {"rowids": json.dumps(chunk), "cutoff": cutoff}
                 deleted += conn.execute(queries.DELETE_EXPIRED_ROWIDS, params).rowcount
-            batch.record(time.monotonic() - started, len(chunk))
+            held = time.monotonic() - started
+            batch.record(held, len(chunk))
             if on_progress is not None:
                 on_progress(deleted)
-            _pause_between_batches(pool, backlog_wait_ends, should_stop)
+            _pause_between_batches(pool, pause_after(held), backlog_wait_ends, should_stop)
     return deleted
 
 
@@ -121,10 +128,27 @@ def _expired_rowids(pool: ConnectionPool, low: int, high: int, cutoff: str) -> l
         return [row[0] for row in conn.execute(queries.EXPIRED_IN_ROWID_RANGE, window)]
 
 
+def pause_after(held: float) -> float:
+    """Return how long to leave the write lock free after holding it `held` seconds.
+
+    A writer that began waiting at any moment of the hold retries within the
+    widest interval of the busy handler's schedule up to then, so a pause that
+    long (plus a margin) always holds one of its retries: 15 ms (+ margin)
+    after a batch of 18-33 ms, 20 ms after one of 33-53 ms.
+    """
+    held_ms = held * 1000
+    retries = BUSY_HANDLER_RETRIES_MS
+    if held_ms >= retries[-1]:
+        widest = BUSY_HANDLER_LATER_INTERVAL_MS
+    else:
+        widest = max(later - earlier for earlier, later in pairwise(retries) if earlier <= held_ms)
+    return widest / 1000 + PAUSE_MARGIN_SECONDS
+
+
 def _pause_between_batches(
-    pool: ConnectionPool, backlog_wait_ends: float, should_stop: StopCheck | None
+    pool: ConnectionPool, pause: float, backlog_wait_ends: float, should_stop: StopCheck | None
 ) -> None:
-    """Leave the write lock free long enough for a waiting writer to get it.
+    """Leave the write lock free for `pause` seconds, so a waiting writer gets it.
 
     The WAL is checkpointed inside the pause (never blocking) rather than in
     someone's commit. While a reader's snapshot keeps more than
@@ -138,6 +162,6 @@ def _pause_between_batches(
         and not (should_stop is not None and should_stop())
     ):
         time.sleep(BACKLOG_POLL_SECONDS)
-    rest = CLEANUP_PAUSE_SECONDS - (time.monotonic() - pause_started)
+    rest = pause - (time.monotonic() - pause_started)
     if rest > 0:
         time.sleep(rest)

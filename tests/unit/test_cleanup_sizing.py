@@ -1,12 +1,16 @@
-"""How cleanup sizes its batches: arithmetic on the last batches' durations."""
+"""How cleanup sizes its batches and its pauses: arithmetic on the last batch's duration."""
 
 from __future__ import annotations
+
+from itertools import accumulate
 
 from secautod.cleanup_batches import (
     CLEANUP_BATCH_ROWS,
     CLEANUP_BATCH_SECONDS,
     CLEANUP_GROW_AFTER_BATCHES,
+    PAUSE_MARGIN_SECONDS,
     BatchSize,
+    pause_after,
 )
 
 SMALLEST, LARGEST = CLEANUP_BATCH_ROWS
@@ -75,3 +79,37 @@ def test_a_short_batch_counts_only_when_slow() -> None:
     assert size.rows == SMALLEST * 2
     size.record(SLOW, 1)
     assert size.rows == SMALLEST
+
+
+# SQLite's sqliteDefaultBusyCallback (main.c): the sleeps between a waiting
+# writer's attempts, in ms; the last one repeats until the busy timeout.
+SQLITE_BUSY_SLEEPS_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
+
+
+def writer_attempts_ms(arrived: float, timeout: float = 5000) -> list[float]:
+    """Return when a writer that first tried at `arrived` ms tries again, until its timeout."""
+    sleeps = list(SQLITE_BUSY_SLEEPS_MS)
+    while sum(sleeps) < timeout:
+        sleeps.append(SQLITE_BUSY_SLEEPS_MS[-1])
+    return [arrived + elapsed for elapsed in accumulate(sleeps)]
+
+
+def test_the_pause_holds_a_retry_of_every_writer_kept_waiting_by_the_batch() -> None:
+    """Whenever during a batch a writer began waiting, its next attempt falls inside the pause."""
+    for held in [step / 2 for step in range(0, 2 * 450)]:
+        pause = (pause_after(held / 1000) - PAUSE_MARGIN_SECONDS) * 1000
+        for arrived in [held * step / 64 for step in range(65)]:
+            next_attempt = min(t for t in writer_attempts_ms(arrived) if t > held)
+            assert next_attempt - held <= pause + 1e-9, (held, arrived, pause)
+
+
+def test_the_pause_is_as_short_as_the_retry_schedule_allows() -> None:
+    """The pause is the widest retry interval a writer can be in, plus the margin: no more."""
+    margin = PAUSE_MARGIN_SECONDS
+    assert pause_after(0.0) == 0.001 + margin
+    assert pause_after(0.010) == 0.010 + margin  # retries at 8 and 18 ms
+    assert pause_after(0.030) == 0.015 + margin  # at 18 and 33 ms
+    assert pause_after(0.045) == 0.020 + margin  # at 33 and 53 ms
+    assert pause_after(0.200) == 0.050 + margin  # at 178 and 228 ms
+    assert pause_after(1.0) == 0.100 + margin  # every 100 ms from 228 ms on
+    assert pause_after(CLEANUP_BATCH_SECONDS) < 0.025  # the fixed pause it replaced
