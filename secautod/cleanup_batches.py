@@ -31,11 +31,12 @@ CLEANUP_BATCH_ROWS = (256, CLEANUP_SCAN_ROWS)
 CLEANUP_GROW_AFTER_BATCHES = 3
 # When SQLite's default busy handler (`sqlite3_busy_timeout`, as Python's
 # sqlite3 and Go's mattn/go-sqlite3 set it; SQLite built with usleep, as on
-# Linux) retries a waiting writer, in ms after its first attempt; then every
-# 100 ms until its timeout.
-BUSY_HANDLER_RETRIES_MS = (0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228)
+# Linux) lets a waiting writer try, in ms after its first attempt (0); then
+# every 100 ms until its timeout.
+BUSY_HANDLER_ATTEMPTS_MS = (0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228)
 BUSY_HANDLER_LATER_INTERVAL_MS = 100
-# Beyond the retry itself: the writer's wake-up and its taking the lock.
+# Beyond the retry itself: the writer's wake-up (a sleep overshoots by up to a
+# few ms on a busy 2-core machine) and its taking the lock.
 PAUSE_MARGIN_SECONDS = 0.004
 # WAL frames a reader's snapshot (a backup's copy) may keep from being
 # checkpointed before cleanup waits for it: folding a bigger backlog at once
@@ -63,6 +64,8 @@ def delete_expired_jobs(
     deleted = scanned_to = 0
     expired: list[int] = []
     batch = BatchSize()
+    pauses = PauseSizer()
+    seen_version = None
     backlog_wait_ends = time.monotonic() + CLEANUP_MAX_BACKLOG_WAIT_SECONDS
     with pool.without_automatic_checkpoints(ACTION) as conn:
         while expired or scanned_to < last_rowid:
@@ -76,14 +79,18 @@ def delete_expired_jobs(
             chunk, expired = expired[: batch.rows], expired[batch.rows :]
             started = time.monotonic()
             with pool.writing(ACTION):
+                (version,) = conn.execute(queries.DATA_VERSION).fetchone()
                 # The predicate again: another writer may have changed a row since.
                 params = {"rowids": json.dumps(chunk), "cutoff": cutoff}
                 deleted += conn.execute(queries.DELETE_EXPIRED_ROWIDS, params).rowcount
-            held = time.monotonic() - started
-            batch.record(held, len(chunk))
+            ended = time.monotonic()
+            batch.record(ended - started, len(chunk))
             if on_progress is not None:
                 on_progress(deleted)
-            _pause_between_batches(pool, pause_after(held), backlog_wait_ends, should_stop)
+            others_wrote = seen_version is not None and version != seen_version
+            seen_version = version
+            pause = pauses.after(started, ended, others_wrote=others_wrote)
+            _pause_between_batches(pool, pause, backlog_wait_ends, should_stop)
     return deleted
 
 
@@ -128,20 +135,48 @@ def _expired_rowids(pool: ConnectionPool, low: int, high: int, cutoff: str) -> l
         return [row[0] for row in conn.execute(queries.EXPIRED_IN_ROWID_RANGE, window)]
 
 
-def pause_after(held: float) -> float:
-    """Return how long to leave the write lock free after holding it `held` seconds.
+class PauseSizer:
+    """The pause after each batch, long enough for every writer that may still wait.
 
-    A writer that began waiting at any moment of the hold retries within the
-    widest interval of the busy handler's schedule up to then, so a pause that
-    long (plus a margin) always holds one of its retries: 15 ms (+ margin)
-    after a batch of 18-33 ms, 20 ms after one of 33-53 ms.
+    A writer the batch kept waiting began at the batch's start at the
+    earliest. One that lost the last pause to another writer (another
+    connection committed between the two batches) may have waited since the
+    previous batch began, and SQLite's retries space out as a wait grows: sized
+    on the batch alone, the pauses could keep missing its retries.
     """
-    held_ms = held * 1000
-    retries = BUSY_HANDLER_RETRIES_MS
-    if held_ms >= retries[-1]:
+
+    def __init__(self) -> None:
+        self._previous_start: float | None = None
+
+    def after(self, started: float, ended: float, *, others_wrote: bool) -> float:
+        """Return the pause after a batch that held the lock from `started` to `ended`.
+
+        `others_wrote` says whether another connection committed since the
+        previous batch ended (monotonic seconds throughout).
+        """
+        since = started
+        if others_wrote and self._previous_start is not None:
+            since = self._previous_start
+        self._previous_start = started
+        return pause_after(ended - since)
+
+
+def pause_after(waited: float) -> float:
+    """Return how long to leave the write lock free for writers waiting up to `waited` seconds.
+
+    A writer that began waiting at most `waited` ago retries within the
+    widest interval of the busy handler's schedule up to then, so a pause that
+    long (plus a margin) always holds one of its retries: 10 ms after 8 up to
+    18 ms, 15 ms after 18 up to 33 ms, 20 ms after 33 up to 53 ms (each plus
+    the margin). Whether the lock is free at that retry is another matter:
+    see `PauseSizer`.
+    """
+    waited_ms = waited * 1000
+    attempts = BUSY_HANDLER_ATTEMPTS_MS
+    if waited_ms >= attempts[-1]:
         widest = BUSY_HANDLER_LATER_INTERVAL_MS
     else:
-        widest = max(later - earlier for earlier, later in pairwise(retries) if earlier <= held_ms)
+        widest = max(after - before for before, after in pairwise(attempts) if before <= waited_ms)
     return widest / 1000 + PAUSE_MARGIN_SECONDS
 
 

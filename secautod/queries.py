@@ -136,6 +136,8 @@ _EXPIRED = (
     "julianday(created_at)) < julianday(:cutoff)"
 )
 MAX_JOB_ROWID = "SELECT coalesce(max(rowid), 0) FROM jobs"
+# Changes when another connection commits (never for this connection's own commits).
+DATA_VERSION = "PRAGMA data_version"
 EXPIRED_IN_ROWID_RANGE = (
     f"SELECT rowid FROM jobs WHERE rowid > :low AND rowid <= :high AND {_EXPIRED}"
 )

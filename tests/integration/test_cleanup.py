@@ -185,6 +185,48 @@ def test_external_writer_never_fails_during_cleanup(
     assert store.get_stats().by_status[JobStatus.PENDING] == 400
 
 
+def record_pauses(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record, for each pause cleanup sizes, whether it saw another connection's commit."""
+    seen: list[bool] = []
+    original = cleanup_batches.PauseSizer.after
+
+    def after(sizer: Any, started: float, ended: float, *, others_wrote: bool) -> float:
+        seen.append(others_wrote)
+        return original(sizer, started, ended, others_wrote=others_wrote)
+
+    monkeypatch.setattr(cleanup_batches.PauseSizer, "after", after)
+    return seen
+
+
+def test_pauses_notice_commits_of_other_connections_between_batches(
+    make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection's commit between two batches lengthens the next pause; none, none do."""
+    store = make_store()
+    bulk_insert(store.path, CLEANUP_BATCH_ROWS[0] * 8, "completed", "2026-01-01 00:00:00.000")
+    seen = record_pauses(monkeypatch)
+    writer = sqlite3.connect(store.path, timeout=5.0, isolation_level=None)
+
+    def insert_between_batches(deleted: int) -> None:
+        writer.execute(
+            "INSERT INTO jobs (id, status, playbook, context, created_at) "
+            "VALUES (?, 'pending', '{}', '{}', '2026-01-01 00:00:00.000')",
+            (f"between-{deleted}",),
+        )
+
+    deleted = store.cleanup_old_jobs(30 * DAY, now=now, on_progress=insert_between_batches)
+    writer.close()
+    assert deleted == CLEANUP_BATCH_ROWS[0] * 8
+    assert len(seen) >= 3
+    assert seen == [False] + [True] * (len(seen) - 1)
+
+    seen.clear()
+    bulk_insert(store.path, CLEANUP_BATCH_ROWS[0] * 8, "failed", "2026-01-01 00:00:00.000", 10**6)
+    store.cleanup_old_jobs(30 * DAY, now=now)
+    assert len(seen) >= 3
+    assert not any(seen)
+
+
 def test_count_expired_matches_what_cleanup_deletes(
     make_store: Any, make_job: Any, now: datetime
 ) -> None:

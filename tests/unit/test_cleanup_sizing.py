@@ -1,8 +1,11 @@
-"""How cleanup sizes its batches and its pauses: arithmetic on the last batch's duration."""
+"""How cleanup sizes its batches and its pauses: arithmetic on the last batches' durations."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from itertools import accumulate
+
+import pytest
 
 from secautod.cleanup_batches import (
     CLEANUP_BATCH_ROWS,
@@ -10,6 +13,7 @@ from secautod.cleanup_batches import (
     CLEANUP_GROW_AFTER_BATCHES,
     PAUSE_MARGIN_SECONDS,
     BatchSize,
+    PauseSizer,
     pause_after,
 )
 
@@ -84,32 +88,61 @@ def test_a_short_batch_counts_only_when_slow() -> None:
 # SQLite's sqliteDefaultBusyCallback (main.c): the sleeps between a waiting
 # writer's attempts, in ms; the last one repeats until the busy timeout.
 SQLITE_BUSY_SLEEPS_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
+# When such a writer tries, in ms after its first attempt, for its first second.
+WRITER_ATTEMPTS_MS = tuple(accumulate((0, *SQLITE_BUSY_SLEEPS_MS, *[100] * 8)))
 
 
-def writer_attempts_ms(arrived: float, timeout: float = 5000) -> list[float]:
-    """Return when a writer that first tried at `arrived` ms tries again, until its timeout."""
-    sleeps = list(SQLITE_BUSY_SLEEPS_MS)
-    while sum(sleeps) < timeout:
-        sleeps.append(SQLITE_BUSY_SLEEPS_MS[-1])
-    return [arrived + elapsed for elapsed in accumulate(sleeps)]
+def next_attempt(arrived: float, after: float) -> float:
+    """Return when a writer whose first attempt was at `arrived` next tries after `after` (ms)."""
+    return arrived + WRITER_ATTEMPTS_MS[bisect_right(WRITER_ATTEMPTS_MS, after - arrived)]
+
+
+def ms(seconds: float) -> float:
+    """Convert seconds to milliseconds."""
+    return seconds * 1000
 
 
 def test_the_pause_holds_a_retry_of_every_writer_kept_waiting_by_the_batch() -> None:
     """Whenever during a batch a writer began waiting, its next attempt falls inside the pause."""
     for held in [step / 2 for step in range(0, 2 * 450)]:
-        pause = (pause_after(held / 1000) - PAUSE_MARGIN_SECONDS) * 1000
+        pause = ms(pause_after(held / 1000) - PAUSE_MARGIN_SECONDS)
         for arrived in [held * step / 64 for step in range(65)]:
-            next_attempt = min(t for t in writer_attempts_ms(arrived) if t > held)
-            assert next_attempt - held <= pause + 1e-9, (held, arrived, pause)
+            assert next_attempt(arrived, held) - held <= pause + 1e-9, (held, arrived, pause)
+
+
+def test_a_writer_that_lost_a_pause_to_another_still_gets_a_retry_in_the_next() -> None:
+    """A writer kept waiting by one batch and beaten to the lock in its pause tries in the next pause."""
+    for first in (5.0, 12.0, 20.0, 25.0, 40.0):
+        for second in (5.0, 12.0, 20.0, 25.0, 40.0):
+            for other_commit in (0.5, 5.0, 15.0):  # how long the other writer kept the lock
+                sizer = PauseSizer()
+                first_pause = ms(sizer.after(0.0, first / 1000, others_wrote=False))
+                start = first + first_pause + other_commit
+                end = start + second
+                pause = ms(sizer.after(start / 1000, end / 1000, others_wrote=True))
+                for arrived in [first * step / 16 for step in range(17)]:
+                    assert (
+                        next_attempt(arrived, end) - end <= pause - ms(PAUSE_MARGIN_SECONDS) + 1e-9
+                    )
+
+
+def test_pauses_are_sized_on_the_batch_alone_when_nobody_else_wrote() -> None:
+    """Without other writers a pause covers only the batch; after one it covers the two batches."""
+    sizer = PauseSizer()
+    assert sizer.after(0.0, 0.010, others_wrote=True) == pause_after(0.010)  # nothing before it
+    assert sizer.after(0.030, 0.040, others_wrote=False) == pause_after(0.010)
+    assert sizer.after(0.060, 0.070, others_wrote=True) == pause_after(0.040)
 
 
 def test_the_pause_is_as_short_as_the_retry_schedule_allows() -> None:
     """The pause is the widest retry interval a writer can be in, plus the margin: no more."""
     margin = PAUSE_MARGIN_SECONDS
-    assert pause_after(0.0) == 0.001 + margin
-    assert pause_after(0.010) == 0.010 + margin  # retries at 8 and 18 ms
-    assert pause_after(0.030) == 0.015 + margin  # at 18 and 33 ms
-    assert pause_after(0.045) == 0.020 + margin  # at 33 and 53 ms
-    assert pause_after(0.200) == 0.050 + margin  # at 178 and 228 ms
-    assert pause_after(1.0) == 0.100 + margin  # every 100 ms from 228 ms on
-    assert pause_after(CLEANUP_BATCH_SECONDS) < 0.025  # the fixed pause it replaced
+    assert margin >= 0.002  # a woken writer needs a moment to take the lock
+    assert pause_after(0.0) == pytest.approx(0.001 + margin)
+    assert pause_after(0.010) == pytest.approx(0.010 + margin)  # tries at 8 and 18 ms
+    assert pause_after(0.030) == pytest.approx(0.015 + margin)  # at 18 and 33 ms
+    assert pause_after(0.045) == pytest.approx(0.020 + margin)  # at 33 and 53 ms
+    assert pause_after(0.200) == pytest.approx(0.050 + margin)  # at 178 and 228 ms
+    assert pause_after(1.0) == pytest.approx(0.100 + margin)  # every 100 ms from 228 ms on
+    # A batch on target is followed by less than a batch's worth of pause.
+    assert pause_after(CLEANUP_BATCH_SECONDS) < CLEANUP_BATCH_SECONDS
