@@ -35,6 +35,10 @@ CLEANUP_GROW_AFTER_BATCHES = 3
 # every 100 ms until its timeout.
 BUSY_HANDLER_ATTEMPTS_MS = (0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228)
 BUSY_HANDLER_LATER_INTERVAL_MS = 100
+# While other connections write, no pause is shorter than this: it holds a
+# retry of any writer that has waited less than 103 ms, however many writers
+# contend for the lock in it (cleanup's fixed pause before it was sized).
+CONTENDED_PAUSE_SECONDS = 0.025
 # Beyond the retry itself: the writer's wake-up (a sleep overshoots by up to a
 # few ms on a busy 2-core machine) and its taking the lock.
 PAUSE_MARGIN_SECONDS = 0.004
@@ -138,11 +142,13 @@ def _expired_rowids(pool: ConnectionPool, low: int, high: int, cutoff: str) -> l
 class PauseSizer:
     """The pause after each batch, long enough for every writer that may still wait.
 
-    A writer the batch kept waiting began at the batch's start at the
-    earliest. One that lost the last pause to another writer (another
-    connection committed between the two batches) may have waited since the
-    previous batch began, and SQLite's retries space out as a wait grows: sized
-    on the batch alone, the pauses could keep missing its retries.
+    With nobody else writing, a pause only has to hold a retry of a writer
+    that arrives during the batch: it is sized on the batch alone. Once
+    another connection has committed between two batches, several writers
+    may be contending: one that lost the last pause to another may have
+    waited since the previous batch began, and SQLite's retries space out
+    as a wait grows, so the pause covers that longer wait and is never
+    shorter than `CONTENDED_PAUSE_SECONDS` (benchmarks/model_pauses.py).
     """
 
     def __init__(self) -> None:
@@ -154,11 +160,11 @@ class PauseSizer:
         `others_wrote` says whether another connection committed since the
         previous batch ended (monotonic seconds throughout).
         """
-        since = started
-        if others_wrote and self._previous_start is not None:
-            since = self._previous_start
-        self._previous_start = started
-        return pause_after(ended - since)
+        previous_start, self._previous_start = self._previous_start, started
+        if not others_wrote:
+            return pause_after(ended - started)
+        since = started if previous_start is None else previous_start
+        return max(pause_after(ended - since), CONTENDED_PAUSE_SECONDS)
 
 
 def pause_after(waited: float) -> float:

@@ -11,6 +11,7 @@ from secautod.cleanup_batches import (
     CLEANUP_BATCH_ROWS,
     CLEANUP_BATCH_SECONDS,
     CLEANUP_GROW_AFTER_BATCHES,
+    CONTENDED_PAUSE_SECONDS,
     PAUSE_MARGIN_SECONDS,
     BatchSize,
     PauseSizer,
@@ -126,12 +127,15 @@ def test_a_writer_that_lost_a_pause_to_another_still_gets_a_retry_in_the_next() 
                     )
 
 
-def test_pauses_are_sized_on_the_batch_alone_when_nobody_else_wrote() -> None:
-    """Without other writers a pause covers only the batch; after one it covers the two batches."""
+def test_pauses_are_sized_on_the_batch_alone_only_when_nobody_else_wrote() -> None:
+    """Alone, a pause covers the batch; after another's commit, both batches and at least 25 ms."""
     sizer = PauseSizer()
-    assert sizer.after(0.0, 0.010, others_wrote=True) == pause_after(0.010)  # nothing before it
+    assert sizer.after(0.0, 0.010, others_wrote=False) == pause_after(0.010)
     assert sizer.after(0.030, 0.040, others_wrote=False) == pause_after(0.010)
-    assert sizer.after(0.060, 0.070, others_wrote=True) == pause_after(0.040)
+    assert sizer.after(0.060, 0.070, others_wrote=True) == CONTENDED_PAUSE_SECONDS
+    assert sizer.after(0.100, 0.150, others_wrote=True) == pause_after(0.090)
+    assert PauseSizer().after(0.0, 0.010, others_wrote=True) == CONTENDED_PAUSE_SECONDS
+    assert pause_after(0.010) < CONTENDED_PAUSE_SECONDS < pause_after(0.090)
 
 
 def test_the_pause_is_as_short_as_the_retry_schedule_allows() -> None:
