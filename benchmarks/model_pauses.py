@@ -27,10 +27,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from secautod.cleanup_batches import BUSY_HANDLER_ATTEMPTS_MS, PauseSizer, pause_after
+from secautod.cleanup_batches import (
+    BUSY_HANDLER_ATTEMPTS_MS,
+    BUSY_HANDLER_LATER_INTERVAL_MS,
+    CONTENDED_PAUSE_SECONDS,
+    PauseSizer,
+    pause_after,
+)
 
-ATTEMPTS_MS = (*BUSY_HANDLER_ATTEMPTS_MS, *range(328, 5000, 100))
-FIXED_PAUSE_MS = 25.0
+_LAST, _LATER = BUSY_HANDLER_ATTEMPTS_MS[-1], BUSY_HANDLER_LATER_INTERVAL_MS
+ATTEMPTS_MS = (*BUSY_HANDLER_ATTEMPTS_MS, *range(_LAST + _LATER, 5000, _LATER))
+FIXED_PAUSE_MS = CONTENDED_PAUSE_SECONDS * 1000  # cleanup's pause before it was sized
 LOADS = ((1, 5.0), (2, 50.0), (3, 60.0), (4, 100.0))  # writers, mean ms between their writes
 
 Policy = Callable[[PauseSizer, float, float, bool], float]
@@ -45,7 +52,7 @@ POLICIES: dict[str, Policy] = {
 
 @dataclass
 class Lock:
-    """Who holds the write lock, and whether another writer took it during cleanup's pause."""
+    """One run: who holds the lock, whether a writer took it since the last batch, the results."""
 
     holder: object = None
     others_wrote: bool = False

@@ -201,7 +201,7 @@ def record_pauses(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 def test_pauses_notice_commits_of_other_connections_between_batches(
     make_store: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another connection's commit between two batches lengthens the next pause; none, none do."""
+    """The pause after a batch knows whether another connection committed since the batch before."""
     store = make_store()
     bulk_insert(store.path, CLEANUP_BATCH_ROWS[0] * 8, "completed", "2026-01-01 00:00:00.000")
     seen = record_pauses(monkeypatch)
