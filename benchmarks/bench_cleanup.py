@@ -45,7 +45,7 @@ from common import (
 from generate import ensure_database
 
 from secautod import JobStore
-from secautod.database import connect
+from secautod.store.sqlite.connection import connect
 from secautod.timestamps import format_timestamp
 
 QUIET_SECONDS = 2.0

@@ -54,9 +54,12 @@ from common import (
 )
 from generate import ensure_database, ensure_running_variant
 
-from secautod import JobStore, queries
-from secautod.database import connect
-from secautod.store import recovery_parameters
+from secautod import JobStore
+from secautod.recovery import RecoveryNotice, recovery_error
+from secautod.store.records import RecoveredJob
+from secautod.store.sqlite import queries
+from secautod.store.sqlite.connection import connect
+from secautod.timestamps import format_timestamp
 
 
 class NotifySocket:
@@ -256,26 +259,34 @@ def raw_recovery(database: Path, source: Path) -> dict[str, float]:
     """
     copy_database(source, database)
     warm_page_cache(database)
-    params = recovery_parameters(
-        "0123456789abcdef0123456789abcdef", datetime.now(UTC), ["http://127.0.0.1:9/raw"]
-    )
+    now = datetime.now(UTC)
+    boot_id = "0123456789abcdef0123456789abcdef"
+    error = recovery_error(boot_id, now)
+    body = RecoveryNotice(boot_id, now, error)
+    stamp = format_timestamp(now)
     conn = connect(database)
     conn.execute(queries.AUTOCHECKPOINT_OFF)
     touch_memory()
     started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute(queries.QUEUE_RECOVERY_NOTIFICATIONS, params)
-    queued = time.perf_counter()
-    conn.execute(queries.RECOVER_RUNNING_JOBS, params).fetchall()
+    rows = conn.execute(queries.RECOVER_RUNNING_JOBS, {"now": stamp, "error": error}).fetchall()
     updated = time.perf_counter()
+    conn.executemany(
+        queries.QUEUE_NOTIFICATION,
+        (
+            ("http://127.0.0.1:9/raw", "job_recovered", row[0], body(RecoveredJob(*row)), stamp)
+            for row in rows
+        ),
+    )
+    queued = time.perf_counter()
     conn.execute("COMMIT")
     committed = time.perf_counter()
     conn.close()
     remove_database(database)
     return {
-        "queue_s": queued - started,
-        "update_s": updated - queued,
-        "commit_s": committed - updated,
+        "update_s": updated - started,
+        "queue_s": queued - updated,
+        "commit_s": committed - queued,
         "total_s": committed - started,
     }
 

@@ -35,7 +35,7 @@ from common import (
 )
 from generate import AGE_DAYS, GENERATOR_VERSION, JobFactory
 
-from secautod.database import JOBS_COLUMNS
+from secautod.jobs import JOB_COLUMNS as JOBS_COLUMNS
 
 _GO_ZERO = "0001-01-01T00:00:00Z"
 

@@ -55,8 +55,11 @@ from common import (
 )
 from generate import JobFactory, ensure_database
 
-from secautod import JobStore, queries
-from secautod.database import Synchronous, connect, integrity_problems
+from secautod import JobStore
+from secautod.store import Synchronous
+from secautod.store.sqlite import queries
+from secautod.store.sqlite.connection import connect
+from secautod.store.sqlite.snapshot import integrity_problems
 from secautod.timestamps import format_timestamp
 
 JULIAN_UNIX_EPOCH = 2440587.5

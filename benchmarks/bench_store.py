@@ -50,7 +50,8 @@ from common import (
 )
 from generate import JobFactory, ensure_database
 
-from secautod import Job, JobStore, queries
+from secautod import Job, JobStore
+from secautod.store.sqlite import queries
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 LIST_QUERY = queries.list_jobs_query(frozenset({"status"}), limited=True)

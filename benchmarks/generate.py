@@ -35,7 +35,7 @@ from typing import Any
 from common import base_parser
 
 from secautod import JobStore
-from secautod.queries import JOB_COLUMNS
+from secautod.store.sqlite.queries import JOB_COLUMNS
 
 GENERATOR_VERSION = 3
 AGE_DAYS = 120

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from secautod.cleanup_batches import (
+from secautod.store.sqlite.retention import (
     BUSY_HANDLER_ATTEMPTS_MS,
     BUSY_HANDLER_LATER_INTERVAL_MS,
     CONTENDED_PAUSE_SECONDS,

@@ -1,10 +1,9 @@
-"""Backup files on disk: their names, listing, pruning, publishing and restore.
+"""The backup policy: names, taking and publishing, pruning, choosing one, restoring it.
 
 A backup is `<db>.backup.YYYYMMDD-HHMMSS` (UTC), with `-N` added when two are
-taken in one second. Files are written under a `.partial` name and only
-linked to their final name once verified, so a final name always means a
-complete, verified copy. The SQLite side (the copy itself, the integrity
-check) is the store's; this module only moves files.
+taken in one second. The store writes a verified, synced snapshot under a
+`.partial` name (`JobStore.write_snapshot`); only then is it linked to its
+final name, so a final name always means a complete, verified copy.
 """
 
 from __future__ import annotations
@@ -18,20 +17,28 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from secautod.database import (
-    DATABASE_FILE_MODE,
-    DatabaseFileSummary,
-    checkpoint_database_file,
-    verify_database_file,
+from secautod.errors import (
+    BackupError,
+    NotFoundError,
+    StopCheck,
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
 )
-from secautod.errors import BackupError, NotFoundError, StoreError
-from secautod.timestamps import require_aware
+from secautod.files import fsync_directory, prepare_directory
+from secautod.timestamps import require_aware, utc_now
+
+if TYPE_CHECKING:
+    from secautod.config import Config
+    from secautod.store import BackupCheck, JobStore
+    from secautod.store.records import DatabaseFileSummary
+    from secautod.store.sqlite.restore import RestoreResult
 
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
 _BACKUP_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})(?:-(?P<sequence>\d+))?$")
 _PARTIAL_SUFFIX = ".partial"
-_COPY_CHUNK_BYTES = 4 * 1024 * 1024
 STALE_PARTIAL_AGE = timedelta(minutes=10)
 
 
@@ -157,24 +164,6 @@ def publish_backup(partial: Path, directory: Path, database_name: str, taken_at:
         return final
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a file's data to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_directory(path: Path) -> None:
-    """Flush a directory's entries (creations, renames) to disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def resolve_backup(
     name: str | None, directory: Path, database_name: str, working_directory: Path | None = None
 ) -> Path:
@@ -195,13 +184,38 @@ def resolve_backup(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RestoreResult:
-    """What `restore_backup` did."""
+def take_backup(
+    store: JobStore,
+    directory: Path,
+    *,
+    now: datetime | None = None,
+    should_stop: StopCheck | None = None,
+    check: BackupCheck = "integrity",
+) -> Path:
+    """Write a verified backup of `store` into `directory` and return its final path.
 
-    backup: DatabaseFileSummary
-    database: Path
-    previous: Path | None  # where the replaced database was kept, if there was one
+    On any failure no file is left under a final name (nor a partial one).
+    """
+    taken_at = require_aware(now, "now") if now is not None else utc_now()
+    prepare_directory(directory)
+    remove_stale_partials(directory, store.path.name)
+    partial = partial_path(directory, store.path.name, taken_at)
+    try:
+        store.write_snapshot(partial, should_stop=should_stop, check=check)
+        final = publish_backup(partial, directory, store.path.name, taken_at)
+    except OSError as exc:
+        _remove_database_files(partial)
+        if exc.errno == errno.ENOSPC:
+            raise StoreFullError(f"backup to {directory} failed: the disk is full") from exc
+        raise BackupError(f"backup to {directory} failed: {exc.strerror or exc}") from exc
+    except BaseException:
+        _remove_database_files(partial)
+        raise
+    # The verified backup exists whatever happens now; if the bookkeeping
+    # write fails, `status` merely shows it as not recorded.
+    with suppress(StoreError):
+        store.state.record_backup(final, taken_at, final.stat().st_size)
+    return final
 
 
 def restore_backup(
@@ -211,103 +225,48 @@ def restore_backup(
     on_progress: Callable[[int, int], None] | None = None,
     verified: DatabaseFileSummary | None = None,
 ) -> RestoreResult:
-    """Replace `database` with a verified copy of `backup`, keeping the old file aside.
+    """Replace `database` with `backup`, keeping the replaced file as `<db>.pre-restore-STAMP`.
 
-    The caller must hold the data directory's lock. The backup is verified
-    before anything is touched (pass `verified` if the caller just ran
-    `verify_restore_source`); the swap itself is one atomic rename.
+    The caller must hold the data directory's lock.
     """
-    summary = verified if verified is not None else verify_restore_source(backup)
-    directory = database.parent
+    from secautod.store import restore_database_file
+
     stamp = require_aware(now, "now").strftime(_STAMP_FORMAT)
-    staged = directory / f".{database.name}.restore.{os.getpid()}{_PARTIAL_SUFFIX}"
-    try:
-        _copy_private(backup, staged, on_progress)
-        previous = _set_aside(database, f"{database.name}.pre-restore-{stamp}")
-        os.replace(staged, database)
-        fsync_directory(directory)
-    except OSError as exc:
-        staged.unlink(missing_ok=True)
-        raise StoreError(f"restore into {database} failed: {exc.strerror or exc}") from exc
-    return RestoreResult(summary, database, previous)
+    return restore_database_file(
+        backup,
+        database,
+        staged=database.parent / f".{database.name}.restore.{os.getpid()}{_PARTIAL_SUFFIX}",
+        aside_name=f"{database.name}.pre-restore-{stamp}",
+        on_progress=on_progress,
+        verified=verified,
+    )
 
 
-def verify_restore_source(backup: Path) -> DatabaseFileSummary:
-    """Check that `backup` is an intact job store that a copy of the file restores whole.
+def with_restore_hint(exc: StoreCorruptError, config: Config) -> StoreCorruptError:
+    """Return `exc` with the restore hint appended (once).
 
-    Restore copies the file itself, so a non-empty WAL beside it is refused
-    (`BackupError`): what only the WAL holds (a copied live database, a
-    set-aside file whose checkpoint failed) would be lost while the
-    verification, which SQLite runs through the WAL, still passed.
+    Only damage to the file itself calls for a restore: a busy, full or
+    foreign-written store does not, and a restore would lose newer jobs.
     """
-    wal = backup.with_name(backup.name + "-wal")
-    size = wal.stat().st_size if wal.exists() else 0
-    if size > 0:
-        raise BackupError(
-            f"{backup} has a write-ahead log ({wal}, {size} bytes) that restore would not copy; "
-            f"fold it in first with: sqlite3 {backup} 'PRAGMA wal_checkpoint(TRUNCATE)'"
-        )
-    return verify_database_file(backup)
+    if "secautod restore" in str(exc) or "No backup found" in str(exc):
+        return exc
+    return type(exc)(f"{exc}. {restore_hint(config)}")
 
 
-def _set_aside(database: Path, aside_name: str) -> Path | None:
-    """Keep the current database, with any WAL, under a new unique name.
-
-    Companion files (-wal, -shm, -journal) are always moved away, even when
-    the database itself is missing: left in place, SQLite would replay an
-    old WAL onto the restored file.
-    """
-    kept = _unique_name(database.parent, aside_name) if database.exists() else None
-    if kept is not None:
-        # A damaged file cannot be checkpointed; its WAL is then kept beside it.
-        with suppress(StoreError):
-            checkpoint_database_file(database)
-        _link_or_copy(database, kept)
-    for suffix in ("-wal", "-shm", "-journal"):
-        companion = database.with_name(database.name + suffix)
-        if not companion.exists():
-            continue
-        if kept is not None:
-            os.replace(companion, kept.with_name(kept.name + suffix))
-        else:
-            companion.unlink()
-    return kept
+def restore_hint(config: Config) -> str:
+    """Name the newest backup and the command that restores it."""
+    newest = newest_backup(config.backup_directory, config.database_path.name)
+    if newest is None:
+        return f"No backup found in {config.backup_directory}"
+    return (
+        f"Newest backup: {newest.path}; restore it with: "
+        f"secautod restore --config {config.path} {newest.path.name}"
+    )
 
 
-def _unique_name(directory: Path, name: str) -> Path:
-    """Return `directory/name`, or `name-2`, `name-3`, ... if taken."""
-    candidate, sequence = directory / name, 1
-    while candidate.exists():
-        sequence += 1
-        candidate = directory / f"{name}-{sequence}"
-    return candidate
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Make `target` hold `source`'s content, never overwriting an existing file."""
-    try:
-        os.link(source, target)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-            raise
-        _copy_private(source, target, None)
-
-
-def _copy_private(
-    source: Path, target: Path, on_progress: Callable[[int, int], None] | None
-) -> None:
-    """Copy `source` to a new owner-only file `target` and sync it."""
-    total = source.stat().st_size
-    copied = 0
-    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DATABASE_FILE_MODE)
-    with open(fd, "wb") as out, source.open("rb") as src:
-        while chunk := src.read(_COPY_CHUNK_BYTES):
-            out.write(chunk)
-            copied += len(chunk)
-            if on_progress is not None:
-                on_progress(copied, total)
-        out.flush()
-        os.fsync(out.fileno())
+def _remove_database_files(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def _partial_owner_pid(file_name: str) -> int | None:

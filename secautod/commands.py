@@ -11,10 +11,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from secautod.backup import list_backups, resolve_backup, restore_backup, verify_restore_source
+from secautod.backup import (
+    list_backups,
+    resolve_backup,
+    restore_backup,
+    restore_hint,
+    with_restore_hint,
+)
 from secautod.config import Config, find_config_path, load_config, redact_url
-from secautod.database import describe_problems, prepare_directory, verify_database_file
 from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
+from secautod.files import prepare_directory
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.lock import DirectoryLock, holder_pid
 from secautod.log import configure_logging
@@ -29,9 +35,10 @@ from secautod.output import (
     size_text,
     table,
 )
-from secautod.runtime import open_store, restore_hint, with_restore_hint
+from secautod.runtime import open_store
 from secautod.status import StatusReport, build_status
-from secautod.store import JobStore
+from secautod.store import JobStore, verify_database_file, verify_restore_source
+from secautod.store.records import describe_problems
 from secautod.timestamps import format_timestamp, utc_now
 
 

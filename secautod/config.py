@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from secautod.database import BACKUP_CHECKS, BackupCheck, Synchronous
 from secautod.errors import ConfigError
+from secautod.store.base import BACKUP_CHECKS, BackupCheck, Synchronous
 
 DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/secautod/config.yaml"))
 CONFIG_ENV = "SECAUTOD_CONFIG"

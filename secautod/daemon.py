@@ -19,16 +19,18 @@ from dataclasses import replace
 from datetime import datetime
 
 from secautod import __version__
+from secautod.backup import with_restore_hint
 from secautod.config import Config, load_config, redact_url
-from secautod.database import prepare_directory
 from secautod.errors import EX_OK, SecautodError, StoreCorruptError, StoreError
+from secautod.files import prepare_directory
 from secautod.jobs import JobStatus
 from secautod.lock import DirectoryLock
 from secautod.log import configure_logging, get_logger
-from secautod.runtime import open_store, with_restore_hint
+from secautod.recovery import recover_interrupted_jobs
+from secautod.runtime import open_store
 from secautod.scheduler import MaintenanceScheduler
 from secautod.store import JobStore
-from secautod.supervisor_state import Boot
+from secautod.store.records import Boot
 from secautod.systemd import Notifier
 from secautod.timestamps import format_timestamp, utc_now
 from secautod.webhooks import WebhookDispatcher
@@ -39,10 +41,6 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 HANDLED_SIGNALS = STOP_SIGNALS | {signal.SIGHUP}
 # Without a watchdog the main thread still wakes this often to notice clock jumps.
 IDLE_TICK_SECONDS = 30.0
-# Up to this many recovered jobs get a job_recovered line each; more are logged
-# as job_recovered_batch lines of ids (100,000 single lines take seconds).
-RECOVERED_LOG_ONE_BY_ONE = 1000
-RECOVERED_LOG_BATCH = 1000
 
 
 class Daemon:
@@ -124,14 +122,7 @@ class Daemon:
     def _recover(self, store: JobStore, now: datetime) -> int:
         endpoints = [webhook.url for webhook in self.config.webhooks]
         with self.notifier.extending_timeout():
-            recovered = store.recover_interrupted_jobs(self.boot_id, now=now, notify=endpoints)
-            _log_recovered(recovered, self.boot_id)
-        log.info(
-            "jobs_recovered",
-            count=len(recovered),
-            boot_id=self.boot_id,
-            notifications_queued=len(recovered) * len(endpoints),
-        )
+            recovered = recover_interrupted_jobs(store, self.boot_id, now, endpoints)
         return len(recovered)
 
     def _serve(
@@ -272,17 +263,6 @@ def _checkpoint_recovery(store: JobStore) -> None:
         frames_left=frames_left,
         duration_ms=round((time.monotonic() - started) * 1000),
     )
-
-
-def _log_recovered(job_ids: list[str], boot_id: str) -> None:
-    """Log each recovered job; after a mass crash, in batches of ids (one line each)."""
-    if len(job_ids) <= RECOVERED_LOG_ONE_BY_ONE:
-        for job_id in job_ids:
-            log.info("job_recovered", job_id=job_id, boot_id=boot_id)
-        return
-    for start in range(0, len(job_ids), RECOVERED_LOG_BATCH):
-        batch = job_ids[start : start + RECOVERED_LOG_BATCH]
-        log.info("job_recovered_batch", job_ids=batch, count=len(batch), boot_id=boot_id)
 
 
 def _health_problem(

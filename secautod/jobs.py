@@ -39,6 +39,20 @@ class JobStatus(enum.StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+# The columns of the shared `jobs` table (SPEC §1), in table order; also the
+# fields of a job in the legacy JSON file.
+JOB_COLUMNS = (
+    "id",
+    "status",
+    "playbook",
+    "context",
+    "results",
+    "error",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "updated_at",
+)
 
 
 @dataclass(slots=True)

@@ -21,13 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from secautod.database import JOBS_COLUMNS
 from secautod.errors import ImportFormatError, ImportParserFailed, InvalidJobError
-from secautod.job_rows import EncodedJob
-from secautod.jobs import JobStatus
-from secautod.json_text import encode_json, is_utf8
+from secautod.jobs import JOB_COLUMNS, JobStatus
 from secautod.legacy_parse import ParsedBatch, parse_legacy_file
 from secautod.store import JobStore
+from secautod.store.json_text import encode_json, is_utf8
+from secautod.store.records import EncodedJob
 from secautod.timestamps import format_timestamp, is_go_zero_time, parse_timestamp
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 
 # How long a parser that was told to stop may take before it is killed.
 _PARSER_STOP_SECONDS = 5.0
-_KNOWN_FIELDS = frozenset(JOBS_COLUMNS)
+_KNOWN_FIELDS = frozenset(JOB_COLUMNS)
 _STATUS_VALUES = frozenset(status.value for status in JobStatus)
 # `2026-01-21T10:00:00.123Z`, the usual legacy form, converts by slicing.
 _MILLISECOND_ZULU = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, cast
 
 from secautod.errors import ImportFormatError, InvalidJobError
-from secautod.json_text import encode_json, is_utf8
+from secautod.store.json_text import encode_json, is_utf8
 
 CHUNK_CHARS = 1 << 20
 BATCH_JOBS = 500

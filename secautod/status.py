@@ -16,7 +16,7 @@ from secautod.config import Config, redact_url
 from secautod.lock import holder_pid
 from secautod.maintenance import BACKUP, first_run_time, task_intervals
 from secautod.store import JobStore
-from secautod.supervisor_state import Boot, OutboxSummary, TaskRun
+from secautod.store.records import Boot, OutboxSummary, TaskRun
 
 # A task counts as overdue this long after it was due (runs take time).
 OVERDUE_GRACE_FRACTION = 0.1

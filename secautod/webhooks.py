@@ -26,7 +26,7 @@ from secautod.errors import SecautodError
 from secautod.log import get_logger
 from secautod.maintenance import doubling_delay
 from secautod.store import JobStore
-from secautod.supervisor_state import Notification
+from secautod.store.records import Notification
 from secautod.timestamps import isoformat_utc, utc_now
 
 log = get_logger("secautod.webhooks")

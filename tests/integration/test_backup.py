@@ -17,8 +17,8 @@ import pytest
 
 from secautod import JobStore
 from secautod.backup import list_backups, restore_backup
-from secautod.database import integrity_problems
 from secautod.errors import BackupAborted, BackupError, StoreCorruptError, StoreFullError
+from secautod.store.sqlite.snapshot import integrity_problems
 
 # Tests that assert file names pass this instant rather than the `now` fixture.
 NAMED_AT = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -64,7 +64,7 @@ def test_quick_checked_backup_is_a_complete_copy(
     make_store: Any, make_job: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With check="quick" the copy is verified by PRAGMA quick_check and is still complete and sound."""
-    import secautod.backup_copy as backup_copy
+    import secautod.store.sqlite.snapshot as backup_copy
 
     checks: list[str] = []
     real = backup_copy.integrity_problems

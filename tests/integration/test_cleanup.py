@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from harness import DEADLINE, wait_until
 
-from secautod import JobStatus, cleanup_batches
-from secautod.cleanup_batches import CLEANUP_BATCH_ROWS
+from secautod import JobStatus
 from secautod.errors import CleanupAborted, InvalidJobError
+from secautod.store.sqlite import retention as cleanup_batches
+from secautod.store.sqlite.retention import CLEANUP_BATCH_ROWS
 
 DAY = timedelta(days=1)
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from secautod import JobStatus, JobStore
-from secautod.database import LATEST_SCHEMA_VERSION, MIGRATIONS, connect, migrate
 from secautod.errors import (
     EX_IOERR,
     SchemaVersionError,
@@ -20,6 +19,9 @@ from secautod.errors import (
     StoreError,
     UnreadableJobError,
 )
+from secautod.recovery import recover_interrupted_jobs
+from secautod.store.sqlite.connection import connect
+from secautod.store.sqlite.schema import LATEST_SCHEMA_VERSION, MIGRATIONS, migrate
 
 BARE_TABLE = """
 CREATE TABLE jobs (
@@ -380,7 +382,10 @@ def test_recovery_handles_rows_it_cannot_read(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with JobStore(path) as store:
-        assert sorted(store.recover_interrupted_jobs("boot-x", notify=["http://h.invalid/"])) == [
+        recovered = recover_interrupted_jobs(
+            store, "boot-x", datetime.now(UTC), ["http://h.invalid/"]
+        )
+        assert sorted(job.id for job in recovered) == [
             "",
             "bad",
         ]
@@ -443,7 +448,7 @@ def test_recovery_notification_body_names_the_job_and_its_times(
     created = datetime(2026, 1, 21, 10, 0, tzinfo=UTC)
     store.save_job(make_job(id='quo"te', status="running", created_at=created))
     now = datetime(2026, 2, 1, 12, 30, 0, 250000, tzinfo=UTC)
-    store.recover_interrupted_jobs("boot-7", now=now, notify=["http://h.invalid/"])
+    recover_interrupted_jobs(store, "boot-7", now, ["http://h.invalid/"])
     (notification,) = store.state.due_notifications("http://h.invalid/", now, 10, now)
     body = json.loads(notification.body)
     job = store.get_job('quo"te')
@@ -477,7 +482,7 @@ def test_recovery_leaves_its_checkpoint_to_the_caller(
     for index in range(50):
         store.save_job(make_job(id=f"r{index}", status="running"))
     store.checkpoint()
-    store.recover_interrupted_jobs("boot-1")
+    recover_interrupted_jobs(store, "boot-1", datetime.now(UTC), [])
     with closing(file_alone()) as alone:
         assert alone.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone() == (
             50,

@@ -8,13 +8,14 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from harness import free_port, receiver, wait_until
 
 from secautod.config import Secret, WebhookConfig, WebhookDeliveryConfig, redact_url
+from secautod.recovery import recover_interrupted_jobs
 from secautod.webhooks import WebhookDispatcher, backoff, sign
 
 FAST = WebhookDeliveryConfig(retry_initial=timedelta(seconds=0.1), retry_max=timedelta(seconds=0.4))
@@ -31,7 +32,7 @@ def dispatchers() -> Iterator[list[WebhookDispatcher]]:
 def queue_recovered(store: Any, make_job: Any, urls: list[str], count: int = 1) -> None:
     for index in range(count):
         store.save_job(make_job(id=f"r{index}", status="running"))
-    store.recover_interrupted_jobs("boot-1", notify=urls)
+    recover_interrupted_jobs(store, "boot-1", datetime.now(UTC), urls)
 
 
 def start(

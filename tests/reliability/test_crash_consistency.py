@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from harness import DaemonFactory, WebhookReceiver, receiver, wait_until, write_config
 
-from secautod.database import verify_database_file
+from secautod.store import verify_database_file
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 TRIALS = 100

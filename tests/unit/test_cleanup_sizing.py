@@ -7,7 +7,7 @@ from itertools import accumulate
 
 import pytest
 
-from secautod.cleanup_batches import (
+from secautod.store.sqlite.retention import (
     CLEANUP_BATCH_ROWS,
     CLEANUP_BATCH_SECONDS,
     CLEANUP_GROW_AFTER_BATCHES,

@@ -2,8 +2,8 @@ import sqlite3
 
 import pytest
 
-from secautod import queries
-from secautod.database import MIGRATIONS, split_statements
+from secautod.store.sqlite import queries
+from secautod.store.sqlite.schema import MIGRATIONS, split_statements
 
 
 def test_list_query_refuses_unknown_filter_names() -> None:

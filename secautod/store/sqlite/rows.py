@@ -1,8 +1,7 @@
-"""Jobs as rows of the shared `jobs` table, and rows back as jobs.
+"""Rows of the shared `jobs` table back as jobs, whoever wrote them.
 
-`encode_job` gives the ten column values a write binds, in table order;
-`decode_job` turns a row read back, whoever wrote it, into a `Job`, raising
-`UnreadableJobError` for a value no reader could use.
+`decode_job` turns a row into a `Job`, raising `UnreadableJobError` for a
+value no reader could use (`json_text.encode_job` goes the other way).
 """
 
 from __future__ import annotations
@@ -12,42 +11,14 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from secautod import queries
 from secautod.errors import UnreadableJobError
-from secautod.jobs import Job, JobStatus, checked_error_text
-from secautod.json_text import decode_json, encode_json
-from secautod.timestamps import (
-    format_optional,
-    format_timestamp,
-    is_go_zero_time,
-    parse_timestamp,
-    require_aware,
-)
-
-# One job as the table stores it: id, status, playbook, context, results, error,
-# created_at, started_at, completed_at, updated_at (`database.JOBS_COLUMNS`).
-EncodedJob = tuple[
-    str, str, str, str, str | None, str | None, str, str | None, str | None, str | None
-]
+from secautod.jobs import Job, JobStatus
+from secautod.store.json_text import decode_json
+from secautod.store.sqlite import queries
+from secautod.timestamps import is_go_zero_time, parse_timestamp
 
 _STATUSES = {status.value: status for status in JobStatus}
 _OWN_TIMESTAMP_LENGTH = len("2026-01-21 10:00:00.000")
-
-
-def encode_job(job: Job, updated_at: datetime) -> EncodedJob:
-    """Return `job`'s column values in table order, stamped `updated_at`."""
-    return (
-        job.id,
-        JobStatus.parse(job.status).value,
-        encode_json(job.playbook, job.id, "playbook"),
-        encode_json(job.context, job.id, "context"),
-        None if job.results is None else encode_json(job.results, job.id, "results"),
-        checked_error_text(job.error, job.id),
-        format_timestamp(require_aware(job.created_at, "created_at")),
-        format_optional(job.started_at),
-        format_optional(job.completed_at),
-        format_timestamp(updated_at),
-    )
 
 
 def decode_job(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:

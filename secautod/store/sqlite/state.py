@@ -1,4 +1,4 @@
-"""secautod's own records in the job store: boots, maintenance runs, backups, outbox.
+"""secautod's own records in the SQLite file: boots, maintenance runs, backups, outbox.
 
 These tables sit beside the shared `jobs` table (migration 2). The daemon
 and the CLI reach them through `JobStore.state`.
@@ -8,74 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from secautod import queries
-from secautod.database import ConnectionPool
+from secautod.store.base import SupervisorState
+from secautod.store.records import BackupRecord, Boot, Notification, OutboxSummary, TaskRun
+from secautod.store.sqlite import queries
+from secautod.store.sqlite.connection import ConnectionPool
 from secautod.timestamps import format_timestamp, parse_timestamp
 
-JOB_RECOVERED = "job_recovered"
 
-
-@dataclass(frozen=True, slots=True)
-class TaskRun:
-    """The remembered outcome of a maintenance task."""
-
-    task: str
-    last_success_at: datetime | None
-    last_attempt_at: datetime | None
-    last_error: str | None
-    last_result: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """A webhook notification waiting in the outbox; `body` is the exact bytes to POST."""
-
-    id: int
-    endpoint: str
-    event: str
-    job_id: str | None
-    body: bytes
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxSummary:
-    """Undelivered notifications for one endpoint."""
-
-    endpoint: str
-    count: int
-    oldest_created_at: datetime | None
-    max_attempts: int
-    next_attempt_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class BackupRecord:
-    """What the store remembers about a backup it wrote."""
-
-    created_at: datetime | None
-    size_bytes: int
-    integrity: str
-
-
-@dataclass(frozen=True, slots=True)
-class Boot:
-    """One start of the daemon."""
-
-    boot_id: str
-    started_at: datetime | None
-    pid: int
-    version: str
-    recovered_jobs: int
-
-
-class SupervisorState:
-    """Reads and writes secautod's bookkeeping tables."""
+class SQLiteSupervisorState(SupervisorState):
+    """secautod's bookkeeping tables in the SQLite file."""
 
     def __init__(self, pool: ConnectionPool, clock: Callable[[], datetime]) -> None:
         self._pool = pool

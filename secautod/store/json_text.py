@@ -1,4 +1,4 @@
-"""The JSON text of the `playbook`, `context` and `results` columns.
+"""Jobs in the table's text form: JSON for `playbook`, `context` and `results`.
 
 The store writes compact UTF-8 JSON (no spaces, non-ASCII as is rather than escaped,
 no NaN or Infinity, which other readers of the table reject). Other writers,
@@ -9,9 +9,13 @@ other valid forms; reading accepts any JSON text.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from secautod.errors import InvalidJobError, UnreadableJobError
+from secautod.jobs import Job, JobStatus, checked_error_text
+from secautod.store.records import EncodedJob
+from secautod.timestamps import format_optional, format_timestamp, require_aware
 
 _DECODER = json.JSONDecoder()
 
@@ -45,3 +49,19 @@ def is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def encode_job(job: Job, updated_at: datetime) -> EncodedJob:
+    """Return `job`'s column values in table order, stamped `updated_at`."""
+    return (
+        job.id,
+        JobStatus.parse(job.status).value,
+        encode_json(job.playbook, job.id, "playbook"),
+        encode_json(job.context, job.id, "context"),
+        None if job.results is None else encode_json(job.results, job.id, "results"),
+        checked_error_text(job.error, job.id),
+        format_timestamp(require_aware(job.created_at, "created_at")),
+        format_optional(job.started_at),
+        format_optional(job.completed_at),
+        format_timestamp(updated_at),
+    )

@@ -1,87 +1,47 @@
-"""The job store: secautod's Python API over the shared `jobs` table.
+"""The SQLite backend: the job store in one embedded file (WAL mode).
 
-```python
-from secautod import JobStore, Job, JobStatus
-with JobStore("data/jobs.db") as store:
-    store.save_job(Job.create({"name": "triage"}, {"alert": 42}))
-```
-
-A `JobStore` may be used from many threads at once; each thread gets its
-own SQLite connection. Every method runs one transaction and returns `Job`
-objects or plain values.
+Each thread gets its own connection from the pool; every method runs one
+transaction and returns `Job` objects or plain values.
 """
 
 from __future__ import annotations
 
-import errno
-import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from secautod import queries
-from secautod.backup import (
-    fsync_file,
-    partial_path,
-    publish_backup,
-    remove_stale_partials,
-)
-from secautod.backup_copy import copy_verified
-from secautod.cleanup_batches import delete_expired_jobs
-from secautod.database import (
+from secautod.errors import InvalidJobError, JobNotFoundError, StopCheck, StoreError
+from secautod.files import create_owner_only_file, fsync_file, prepare_directory
+from secautod.jobs import JOB_COLUMNS, Job, JobStats, JobStatus, checked_error_text
+from secautod.store.base import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
-    JOBS_COLUMNS,
     BackupCheck,
-    ConnectionPool,
+    Clock,
+    JobStore,
+    RecoveryBody,
     Synchronous,
-    check_jobs_table,
-    create_owner_only_file,
-    integrity_problems,
-    migrate,
-    prepare_directory,
 )
-from secautod.errors import (
-    BackupError,
-    InvalidJobError,
-    JobNotFoundError,
-    StopCheck,
-    StoreError,
-    StoreFullError,
-)
-from secautod.job_rows import EncodedJob, decode_job, encode_job
-from secautod.jobs import Job, JobStats, JobStatus, checked_error_text
-from secautod.json_text import encode_json
-from secautod.supervisor_state import SupervisorState
-from secautod.timestamps import (
-    format_timestamp,
-    isoformat_utc,
-    require_aware,
-    to_utc_or_none,
-    utc_now,
-)
+from secautod.store.json_text import encode_job, encode_json
+from secautod.store.records import EncodedJob, ImportCounts, RecoveredJob
+from secautod.store.sqlite import queries
+from secautod.store.sqlite.connection import ConnectionPool
+from secautod.store.sqlite.retention import delete_expired_jobs
+from secautod.store.sqlite.rows import decode_job
+from secautod.store.sqlite.schema import check_jobs_table, migrate
+from secautod.store.sqlite.snapshot import copy_verified, integrity_problems
+from secautod.store.sqlite.state import SQLiteSupervisorState
+from secautod.timestamps import format_timestamp, require_aware, to_utc_or_none, utc_now
 
-Clock = Callable[[], datetime]
-
-IMPORT_BATCH_JOBS = 500
+JOB_RECOVERED = "job_recovered"
 
 
-@dataclass(frozen=True, slots=True)
-class ImportCounts:
-    """What `import_jobs` did."""
-
-    imported: int
-    skipped: int
-
-
-class JobStore:
-    """The persistent job store in one SQLite file (created and migrated on open).
+class SQLiteJobStore(JobStore):
+    """The job store in one SQLite file (created and migrated on open).
 
     `synchronous="FULL"` (the default) makes every committed change survive
     a power loss; `"NORMAL"` is faster and still never corrupts the file,
@@ -119,23 +79,11 @@ class JobStore:
         except BaseException:
             self._pool.close()
             raise
-        self.state = SupervisorState(self._pool, clock)
+        self.state = SQLiteSupervisorState(self._pool, clock)
 
-    # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
         """Checkpoint the WAL and close every connection; later calls fail."""
         self._pool.close()
-
-    def __enter__(self) -> JobStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def ping(self) -> None:
         """Raise `StoreError` unless the database answers a read."""
@@ -145,7 +93,7 @@ class JobStore:
     # -- jobs ----------------------------------------------------------------
     def save_job(self, job: Job) -> None:
         """Insert `job`, or replace the stored job with the same id."""
-        params = dict(zip(JOBS_COLUMNS, encode_job(job, self._clock()), strict=True))
+        params = dict(zip(JOB_COLUMNS, encode_job(job, self._clock()), strict=True))
         with self._pool.writing(f"saving job {job.id}") as conn:
             conn.execute(queries.UPSERT_JOB, params)
 
@@ -154,13 +102,6 @@ class JobStore:
         with self._pool.querying(f"loading job {job_id}") as conn:
             row = conn.execute(queries.SELECT_JOB, (job_id,)).fetchone()
             return None if row is None else decode_job(conn, row)
-
-    def get_job(self, job_id: str) -> Job:
-        """Return the job with `job_id`, raising `JobNotFoundError` if there is none."""
-        job = self.load_job(job_id)
-        if job is None:
-            raise JobNotFoundError(job_id)
-        return job
 
     def list_jobs(
         self,
@@ -242,22 +183,6 @@ class JobStore:
             else:
                 other += count
         return JobStats(total=sum(count for _, count in rows), by_status=by_status, other=other)
-
-    def import_jobs(
-        self, jobs: Iterable[Job], on_progress: Callable[[int], None] | None = None
-    ) -> ImportCounts:
-        """Insert jobs that are not stored yet, all in one transaction.
-
-        Jobs whose id exists are skipped (the store is newer than any import),
-        so importing twice changes nothing. The same id twice in `jobs` is an
-        `InvalidJobError`. If `jobs` raises, nothing is kept.
-        """
-        now = self._clock()
-        batches = (
-            [encode_job(job, job.updated_at or now) for job in batch]
-            for batch in _batches(jobs, IMPORT_BATCH_JOBS)
-        )
-        return self.import_encoded_jobs(batches, on_progress)
 
     def import_encoded_jobs(
         self,
@@ -359,74 +284,48 @@ class JobStore:
         counts.update({JobStatus(status): count for status, count in rows})
         return counts
 
-    def backup_jobs(
+    def write_snapshot(
         self,
-        directory: str | os.PathLike[str] | None = None,
+        target: Path,
         *,
-        now: datetime | None = None,
         should_stop: StopCheck | None = None,
         check: BackupCheck = "integrity",
-    ) -> Path:
-        """Write a verified online backup and return its path.
-
-        The copy is taken from one consistent snapshot while other writers go
-        on, written under a temporary name, checked with `PRAGMA
-        integrity_check` (`quick_check` with `check="quick"`), synced, and
-        only then given its final name
-        `jobs.db.backup.YYYYMMDD-HHMMSS` (UTC) in `directory` (default: the
-        database's). On any failure no file is left under a final name.
-        """
-        taken_at = to_utc_or_none(now, "now") or self._clock()
-        target_dir = Path(directory).absolute() if directory is not None else self.path.parent
-        prepare_directory(target_dir)
-        remove_stale_partials(target_dir, self.path.name)
-        partial = partial_path(target_dir, self.path.name, taken_at)
-        try:
-            copy_verified(
-                self._pool, partial, self.schema_version, should_stop=should_stop, check=check
-            )
-            fsync_file(partial)
-            final = publish_backup(partial, target_dir, self.path.name, taken_at)
-        except OSError as exc:
-            _remove_database_files(partial)
-            if exc.errno == errno.ENOSPC:
-                raise StoreFullError(f"backup to {target_dir} failed: the disk is full") from exc
-            raise BackupError(f"backup to {target_dir} failed: {exc.strerror or exc}") from exc
-        except BaseException:
-            _remove_database_files(partial)
-            raise
-        # The verified backup exists whatever happens now; if the bookkeeping
-        # write fails, `status` merely shows it as not recorded.
-        with suppress(StoreError):
-            self.state.record_backup(final, taken_at, final.stat().st_size)
-        return final
+    ) -> None:
+        """Copy one snapshot into the new file `target` (rollback journal), verify it, sync it."""
+        copy_verified(self._pool, target, self.schema_version, should_stop=should_stop, check=check)
+        fsync_file(target)
 
     def integrity_check(self) -> list[str]:
         """Run `PRAGMA integrity_check` on the live database; return its complaints."""
         with self._pool.querying("checking integrity") as conn:
             return integrity_problems(conn)
 
-    def recover_interrupted_jobs(
-        self, boot_id: str, *, now: datetime | None = None, notify: Iterable[str] = ()
-    ) -> list[str]:
-        """Mark every `running` job `failed` as interrupted by a restart.
-
-        For each recovered job a `job_recovered` notification is queued for
-        every endpoint in `notify`, in the same transaction. Running it again
-        finds nothing to do. Rows another program wrote with values secautod
-        cannot read are recovered all the same. Returns the recovered job ids.
-        """
-        at = to_utc_or_none(now, "now") or self._clock()
-        params = recovery_parameters(boot_id, at, notify)
+    def recover_running_jobs(
+        self, error: str, now: datetime, endpoints: Sequence[str], body: RecoveryBody
+    ) -> list[RecoveredJob]:
+        """Fail every `running` job with `error`, queueing `body(job)` for each endpoint."""
+        stamp = format_timestamp(require_aware(now, "now"))
         # The daemon checkpoints these (maybe 100,000) rows once it is ready,
         # rather than making start-up wait for it (see `checkpoint`).
         with (
             self._pool.without_automatic_checkpoints("recovering interrupted jobs"),
             self._pool.writing("recovering interrupted jobs") as conn,
         ):
-            conn.execute(queries.QUEUE_RECOVERY_NOTIFICATIONS, params)
-            rows = conn.execute(queries.RECOVER_RUNNING_JOBS, params).fetchall()
-        return [str(row[0]) for row in rows]
+            rows = conn.execute(
+                queries.RECOVER_RUNNING_JOBS, {"now": stamp, "error": error}
+            ).fetchall()
+            recovered = [
+                RecoveredJob(str(job_id), created, started) for job_id, created, started in rows
+            ]
+            conn.executemany(
+                queries.QUEUE_NOTIFICATION,
+                (
+                    (endpoint, JOB_RECOVERED, job.id, body(job), stamp)
+                    for job in recovered
+                    for endpoint in endpoints
+                ),
+            )
+        return recovered
 
     def checkpoint(self) -> int:
         """Copy what the WAL holds into the database file, without waiting for anyone.
@@ -437,43 +336,6 @@ class JobStore:
         return self._pool.checkpoint("checkpointing the WAL")
 
 
-def recovery_parameters(boot_id: str, at: datetime, notify: Iterable[str]) -> dict[str, str]:
-    """Return the parameters of `QUEUE_RECOVERY_NOTIFICATIONS` and `RECOVER_RUNNING_JOBS`."""
-    stamp = format_timestamp(at)
-    error = (
-        f"interrupted: the job was running when secautod restarted "
-        f"(recovered by boot {boot_id} at {stamp} UTC)"
-    )
-    return {
-        "now": stamp,
-        "endpoints": json.dumps(list(notify)),
-        **_recovery_body_parts(boot_id, isoformat_utc(at), error),
-        "error": error,
-    }
-
-
-def _recovery_body_parts(boot_id: str, now_iso: str, error: str) -> dict[str, str]:
-    """Return the parts of a `job_recovered` body that are the same for every job.
-
-    `QUEUE_RECOVERY_NOTIFICATIONS` puts the notification id, the job id and
-    the job's times between them, giving
-    `{"id", "event", "boot_id", "timestamp", "job": {"id", "status", "error",
-    "created_at", "started_at", "completed_at", "updated_at"}}`.
-    """
-    event = {"event": "job_recovered", "boot_id": boot_id, "timestamp": now_iso}
-    return {
-        "body_to_job_id": '",' + json.dumps(event, separators=(",", ":"))[1:-1] + ',"job":{"id":',
-        "body_to_created_at": f',"status":"failed","error":{json.dumps(error)},"created_at":',
-        "body_end": f',"completed_at":{json.dumps(now_iso)},"updated_at":{json.dumps(now_iso)}}}}}',
-    }
-
-
-def _batches(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
-
-
 def _first_duplicate(ids: list[str]) -> str | None:
     seen: set[str] = set()
     for job_id in ids:
@@ -481,8 +343,3 @@ def _first_duplicate(ids: list[str]) -> str | None:
             return job_id
         seen.add(job_id)
     return None
-
-
-def _remove_database_files(path: Path) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)

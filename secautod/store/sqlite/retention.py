@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from itertools import pairwise
 
-from secautod import queries
-from secautod.database import ConnectionPool
 from secautod.errors import CleanupAborted, StopCheck
+from secautod.store.sqlite import queries
+from secautod.store.sqlite.connection import ConnectionPool
 
 # Expired rows are looked for this many rowids at a time, then deleted in
 # batches of 12-25 ms, starting small (`BatchSize`). A writer that has waited

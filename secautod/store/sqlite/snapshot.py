@@ -1,6 +1,7 @@
-"""The SQLite side of a backup: copying one snapshot and verifying the copy.
+"""Snapshots of a SQLite store: an online copy of one snapshot, and verifying a file.
 
-`backup.py` names, publishes and prunes the files; this module fills one.
+`backup.py` names, publishes and prunes the files; this module fills one
+and checks files for damage (backups, restore sources, the live database).
 """
 
 from __future__ import annotations
@@ -11,18 +12,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
-from secautod import queries
-from secautod.database import (
-    BackupCheck,
-    ConnectionPool,
-    connect,
-    create_owner_only_file,
-    describe_problems,
-    integrity_problems,
-    schema_version,
-)
-from secautod.errors import BackupAborted, BackupError, StopCheck
+from secautod.errors import BackupAborted, BackupError, StopCheck, StoreCorruptError
+from secautod.files import create_owner_only_file
+from secautod.store.base import BackupCheck
+from secautod.store.records import DatabaseFileSummary, describe_problems
+from secautod.store.sqlite import queries
+from secautod.store.sqlite.connection import ConnectionPool, connect, translate_error
+from secautod.store.sqlite.schema import check_jobs_table, check_not_newer, schema_version
 
 BACKUP_PAGES_PER_STEP = 1024
 BACKUP_SYNC_EVERY_STEPS = 4  # fdatasync the copy every 16 MiB (4 KiB pages)
@@ -127,3 +125,60 @@ def _interrupted_on_stop(conn: sqlite3.Connection, should_stop: StopCheck | None
     finally:
         finished.set()
         watcher.join()
+
+
+def integrity_problems(
+    conn: sqlite3.Connection, limit: int = 20, check: BackupCheck = "integrity"
+) -> list[str]:
+    """Run `PRAGMA integrity_check` (or `quick_check`); return its complaints (empty when ok)."""
+    pragma = "quick_check" if check == "quick" else "integrity_check"
+    rows = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}({int(limit)})")]
+    if rows == ["ok"]:
+        return []
+    # One row may hold several newline-separated complaints.
+    return [line.strip(" *") for row in rows for line in row.splitlines() if line.strip(" *")]
+
+
+def verify_database_file(path: Path) -> DatabaseFileSummary:
+    """Check that `path` is an intact secautod job store this version can open.
+
+    Opens the file read-only, runs `PRAGMA integrity_check`, and checks the
+    schema version and the `jobs` table. Raises `StoreCorruptError` or
+    `SchemaVersionError` naming the file and the problem.
+    """
+    if not path.is_file():
+        raise StoreCorruptError(f"{path} does not exist or is not a regular file")
+    uri = f"file:{quote(str(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path, "verifying") from exc
+    try:
+        problems = integrity_problems(conn)
+        if problems:
+            raise StoreCorruptError(
+                f"{path} failed its integrity check: {describe_problems(problems)}"
+            )
+        version = schema_version(conn)
+        check_not_newer(version, path)
+        check_jobs_table(conn, path)
+        (jobs,) = conn.execute(queries.COUNT_ALL_JOBS).fetchone()
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path, "verifying") from exc
+    finally:
+        conn.close()
+    return DatabaseFileSummary(path, version, int(jobs), path.stat().st_size)
+
+
+def checkpoint_database_file(path: Path) -> None:
+    """Fold the WAL of a database nobody else has open into the main file."""
+    try:
+        conn = connect(path)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path, "checkpointing") from exc
+    try:
+        conn.execute(queries.CHECKPOINT_TRUNCATE)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path, "checkpointing") from exc
+    finally:
+        conn.close()

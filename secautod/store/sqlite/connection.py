@@ -1,10 +1,9 @@
-"""SQLite mechanics for the store: connections, transactions, migrations, errors.
+"""SQLite connections: the pragmas, transactions, the per-thread pool, error translation.
 
-Only this module and the rest of the store (`store.py`, `job_rows.py`,
-`backup_copy.py`) import `sqlite3`; SQL text lives in `queries.py`. Every
-connection is made by `connect()`, which sets every pragma; every write runs inside
-`transaction()`; every driver error is turned into a `StoreError` by
-`translate_error()` at the boundary that knows which file and action it was.
+Every connection is made by `connect()`, which sets every pragma; every
+write runs inside `transaction()`; every driver error is turned into a
+`StoreError` by `translate_error()` at the boundary that knows which file
+and action it was. SQL text lives in `queries.py`.
 """
 
 from __future__ import annotations
@@ -14,89 +13,22 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from secautod import queries
 from secautod.errors import (
     InvalidJobError,
-    SchemaVersionError,
     StoreBusyError,
     StoreCorruptError,
     StoreError,
     StoreFullError,
 )
-from secautod.timestamps import format_timestamp
+from secautod.store.base import DEFAULT_BUSY_TIMEOUT_SECONDS, SYNCHRONOUS_LEVELS, Synchronous
+from secautod.store.sqlite import queries
 
-Synchronous = Literal["FULL", "NORMAL"]
-# How a backup copy is verified: `PRAGMA integrity_check` (every index entry
-# matched against its row) or `PRAGMA quick_check` (structure and every page
-# readable, not index contents: several times faster on a large file).
-BackupCheck = Literal["integrity", "quick"]
-BACKUP_CHECKS: tuple[BackupCheck, ...] = ("integrity", "quick")
-SYNCHRONOUS_LEVELS: tuple[Synchronous, ...] = ("FULL", "NORMAL")
-DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 # A huge transaction (an import) leaves a WAL this big at most once it is checkpointed.
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-JOBS_COLUMNS = (
-    "id",
-    "status",
-    "playbook",
-    "context",
-    "results",
-    "error",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "updated_at",
-)
-DATA_DIRECTORY_MODE = 0o700
-DATABASE_FILE_MODE = 0o600
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One numbered schema change, read from `migrations/NNNN_name.sql`."""
-
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
-
-def split_statements(script: str) -> tuple[str, ...]:
-    """Split an SQL script into statements, dropping comment-only leftovers."""
-    statements: list[str] = []
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    return tuple(statements)
-
-
-def load_migrations() -> tuple[Migration, ...]:
-    """Read the packaged migrations, ordered by version."""
-    folder = resources.files("secautod").joinpath("migrations")
-    migrations = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            number, _, rest = entry.name.partition("_")
-            script = entry.read_text(encoding="utf-8")
-            migrations.append(Migration(int(number), rest[:-4], split_statements(script)))
-    migrations.sort(key=lambda migration: migration.version)
-    versions = [migration.version for migration in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {versions}")
-    return tuple(migrations)
-
-
-MIGRATIONS = load_migrations()
-LATEST_SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 def translate_error(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
@@ -120,29 +52,6 @@ def translate_error(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
             f"its directory exist and are writable by this user"
         )
     return StoreError(f"{action} failed on {path}: {detail}")
-
-
-def prepare_directory(directory: Path) -> None:
-    """Create `directory` (owner-only) if it does not exist yet."""
-    try:
-        directory.mkdir(mode=DATA_DIRECTORY_MODE, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create directory {directory}: {exc.strerror}") from exc
-
-
-def create_owner_only_file(path: Path) -> None:
-    """Create an empty file readable by the owner only, unless it exists.
-
-    SQLite gives the WAL and shared-memory files the database file's mode, so
-    creating the database 0600 keeps all three private.
-    """
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DATABASE_FILE_MODE)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
-    os.close(fd)
 
 
 def connect(
@@ -196,128 +105,6 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     finally:
         if conn.in_transaction:
             conn.execute(queries.COMMIT)
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    """Return the highest migration recorded in the file (0 for none)."""
-    if conn.execute(queries.MIGRATIONS_TABLE_EXISTS).fetchone() is None:
-        return 0
-    (version,) = conn.execute(queries.SELECT_SCHEMA_VERSION).fetchone()
-    return int(version or 0)
-
-
-def check_not_newer(version: int, path: Path) -> None:
-    """Refuse a file that a newer secautod has migrated past what we know."""
-    if version > LATEST_SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{path} has schema version {version}, but this secautod only knows up to "
-            f"{LATEST_SCHEMA_VERSION}: upgrade secautod, or restore a backup made by this version"
-        )
-
-
-def migrate(conn: sqlite3.Connection, path: Path, now: datetime, target: int | None = None) -> int:
-    """Apply every migration above the file's version, each in its own transaction.
-
-    `target` stops early (tests build files of earlier versions with it).
-    Returns the version the file is at afterwards.
-    """
-    target = LATEST_SCHEMA_VERSION if target is None else target
-    current = schema_version(conn)
-    check_not_newer(current, path)
-    if current >= target:
-        return current  # the usual case: a plain read, no write lock
-    for migration in MIGRATIONS:
-        if migration.version > target:
-            break
-        with transaction(conn):
-            conn.execute(queries.CREATE_MIGRATIONS_TABLE)
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            if schema_version(conn) >= migration.version:
-                continue
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(
-                queries.RECORD_MIGRATION,
-                (migration.version, migration.name, format_timestamp(now)),
-            )
-    return schema_version(conn)
-
-
-def check_jobs_table(conn: sqlite3.Connection, path: Path, *, absent_ok: bool = False) -> None:
-    """Refuse a file whose `jobs` table lacks a column of the shared contract.
-
-    With `absent_ok`, a file with no `jobs` table at all passes (a new file).
-    """
-    columns = {row[1] for row in conn.execute(queries.JOBS_TABLE_INFO)}
-    if not columns and absent_ok:
-        return
-    if not columns:
-        raise StoreCorruptError(f"{path} has no jobs table: it is not a secautod job store")
-    missing = [column for column in JOBS_COLUMNS if column not in columns]
-    if missing:
-        raise StoreCorruptError(
-            f"{path}: the jobs table lacks the column(s) {', '.join(missing)}; "
-            f"it is not a job store this secautod can use"
-        )
-
-
-def integrity_problems(
-    conn: sqlite3.Connection, limit: int = 20, check: BackupCheck = "integrity"
-) -> list[str]:
-    """Run `PRAGMA integrity_check` (or `quick_check`); return its complaints (empty when ok)."""
-    pragma = "quick_check" if check == "quick" else "integrity_check"
-    rows = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}({int(limit)})")]
-    if rows == ["ok"]:
-        return []
-    # One row may hold several newline-separated complaints.
-    return [line.strip(" *") for row in rows for line in row.splitlines() if line.strip(" *")]
-
-
-def describe_problems(problems: list[str], shown: int = 3) -> str:
-    """Summarise integrity complaints on one line: the first few and a count."""
-    text = "; ".join(problems[:shown])
-    return text if len(problems) <= shown else f"{text} (and {len(problems) - shown} more)"
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseFileSummary:
-    """What `verify_database_file` learned about a file it found sound."""
-
-    path: Path
-    schema_version: int
-    jobs: int
-    size_bytes: int
-
-
-def verify_database_file(path: Path) -> DatabaseFileSummary:
-    """Check that `path` is an intact secautod job store this version can open.
-
-    Opens the file read-only, runs `PRAGMA integrity_check`, and checks the
-    schema version and the `jobs` table. Raises `StoreCorruptError` or
-    `SchemaVersionError` naming the file and the problem.
-    """
-    if not path.is_file():
-        raise StoreCorruptError(f"{path} does not exist or is not a regular file")
-    uri = f"file:{quote(str(path))}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise translate_error(exc, path, "verifying") from exc
-    try:
-        problems = integrity_problems(conn)
-        if problems:
-            raise StoreCorruptError(
-                f"{path} failed its integrity check: {describe_problems(problems)}"
-            )
-        version = schema_version(conn)
-        check_not_newer(version, path)
-        check_jobs_table(conn, path)
-        (jobs,) = conn.execute(queries.COUNT_ALL_JOBS).fetchone()
-    except sqlite3.Error as exc:
-        raise translate_error(exc, path, "verifying") from exc
-    finally:
-        conn.close()
-    return DatabaseFileSummary(path, version, int(jobs), path.stat().st_size)
 
 
 class ConnectionPool:
@@ -445,21 +232,6 @@ class ConnectionPool:
                 self._connections.pop(ident).close()
 
 
-def checkpoint_database_file(path: Path) -> None:
-    """Fold the WAL of a database nobody else has open into the main file."""
-    try:
-        conn = connect(path)
-    except sqlite3.Error as exc:
-        raise translate_error(exc, path, "checkpointing") from exc
-    try:
-        conn.execute(queries.CHECKPOINT_TRUNCATE)
-    except sqlite3.Error as exc:
-        raise translate_error(exc, path, "checkpointing") from exc
-    finally:
-        conn.close()
-
-
-# The guards below are plain classes, not @contextmanager generators: they sit
 # on every store call, and a generator-based manager costs several times more.
 class _Translated:
     """Translate driver errors raised inside the block (see `translate_error`)."""

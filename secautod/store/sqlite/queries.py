@@ -6,11 +6,11 @@ from the fixed fragments below; no caller text ever becomes SQL.
 
 from __future__ import annotations
 
-JOB_COLUMNS = (
-    "id, status, playbook, context, results, error, "
-    "created_at, started_at, completed_at, updated_at"
-)
-_TERMINAL = "('completed', 'failed', 'cancelled')"
+from secautod.jobs import JOB_COLUMNS as _COLUMN_NAMES
+from secautod.jobs import TERMINAL_STATUSES
+
+JOB_COLUMNS = ", ".join(_COLUMN_NAMES)
+_TERMINAL = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 
 # -- schema bookkeeping ------------------------------------------------------
 CREATE_MIGRATIONS_TABLE = """
@@ -147,28 +147,16 @@ DELETE_EXPIRED_ROWIDS = (
 COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} GROUP BY status"
 
 # -- recovery -----------------------------------------------------------------
-RECOVER_RUNNING_JOBS = """
+# Recovered jobs come back with their times as ISO 8601 UTC for the webhook
+# body; a time SQLite cannot read is passed on as stored.
+_ISO_TIME = "coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', {0}), {0})"
+RECOVER_RUNNING_JOBS = f"""
 UPDATE jobs SET status = 'failed', completed_at = :now, error = :error, updated_at = :now
 WHERE status = 'running'
-RETURNING id"""
-# One `job_recovered` notification per running job and endpoint (:endpoints is a JSON
-# array), run before RECOVER_RUNNING_JOBS in the same transaction. The body names
-# the job and its times, not its playbook or context: the receiver has those, and
-# security context should not be copied into an outbox. Built in SQL, so rows
-# another program wrote in odd forms never need decoding; the parts that are the
-# same for every job come ready-made (`:body_*`, see `JobStore`), as a json_object()
-# per row took 40 % of the time of queueing 100,000 notifications.
-_ISO_TIME = "coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', {0}), {0})"
-QUEUE_RECOVERY_NOTIFICATIONS = f"""
+RETURNING id, {_ISO_TIME.format("created_at")}, {_ISO_TIME.format("started_at")}"""
+QUEUE_NOTIFICATION = """
 INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
-SELECT endpoint.value, 'job_recovered', jobs.id,
-    '{{"id":"' || lower(hex(randomblob(16))) || :body_to_job_id || json_quote(jobs.id)
-    || :body_to_created_at || json_quote({_ISO_TIME.format("jobs.created_at")})
-    || ',"started_at":' || json_quote({_ISO_TIME.format("jobs.started_at")})
-    || :body_end,
-    :now, :now
-FROM jobs CROSS JOIN json_each(:endpoints) AS endpoint
-WHERE jobs.status = 'running'"""
+VALUES (?1, ?2, ?3, ?4, ?5, ?5)"""
 INSERT_BOOT = """
 INSERT INTO boots (boot_id, started_at, pid, version, recovered_jobs)
 VALUES (:boot_id, :started_at, :pid, :version, :recovered_jobs)

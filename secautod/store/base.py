@@ -1,0 +1,351 @@
+"""The storage boundary: what the daemon, the scheduler, the CLI and maintenance need.
+
+`JobStore` is the public API of SPEC §2 and the contract every backend
+fulfils; `JobStore(location)` opens the backend that `location` names (a
+path: the embedded SQLite file). `SupervisorState` is secautod's own
+bookkeeping beside the shared `jobs` table, reached as `store.state`.
+Backends implement the abstract methods; everything else here is shared.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from secautod.errors import JobNotFoundError, StopCheck
+from secautod.jobs import Job, JobStats, JobStatus
+from secautod.store.records import (
+    BackupRecord,
+    Boot,
+    EncodedJob,
+    ImportCounts,
+    Notification,
+    OutboxSummary,
+    RecoveredJob,
+    TaskRun,
+)
+
+Clock = Callable[[], datetime]
+# FULL: every committed change survives a power loss; NORMAL: faster, may lose
+# the last transactions on power loss, never corrupts.
+Synchronous = Literal["FULL", "NORMAL"]
+SYNCHRONOUS_LEVELS: tuple[Synchronous, ...] = ("FULL", "NORMAL")
+# How a backup copy is verified: a full check (every index entry matched
+# against its row) or a quick one (structure and every page readable, not
+# index contents: several times faster on a large store).
+BackupCheck = Literal["integrity", "quick"]
+BACKUP_CHECKS: tuple[BackupCheck, ...] = ("integrity", "quick")
+DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
+IMPORT_BATCH_JOBS = 500
+# Builds the webhook body of one recovered job (the store queues it atomically).
+RecoveryBody = Callable[[RecoveredJob], str]
+# What every backend implements (the rest of `JobStore` is shared).
+BACKEND_METHODS = (
+    "close",
+    "ping",
+    "save_job",
+    "load_job",
+    "list_jobs",
+    "update_job_status",
+    "update_job_results",
+    "delete_job",
+    "get_stats",
+    "import_encoded_jobs",
+    "cleanup_old_jobs",
+    "count_expired_jobs",
+    "write_snapshot",
+    "integrity_check",
+    "recover_running_jobs",
+    "checkpoint",
+)
+
+
+class SupervisorState(abc.ABC):
+    """secautod's bookkeeping: daemon starts, maintenance runs, backups, the webhook outbox."""
+
+    @abc.abstractmethod
+    def record_boot(self, boot: Boot) -> None:
+        """Remember a daemon start (again with the final recovered count)."""
+
+    @abc.abstractmethod
+    def latest_boot(self) -> Boot | None:
+        """Return the most recent daemon start, if any."""
+
+    @abc.abstractmethod
+    def task_runs(self) -> dict[str, TaskRun]:
+        """Return the remembered outcome of each maintenance task, by task name."""
+
+    @abc.abstractmethod
+    def record_task_success(self, task: str, at: datetime, result: dict[str, Any]) -> None:
+        """Remember that `task` succeeded at `at` with `result` (JSON values)."""
+
+    @abc.abstractmethod
+    def record_task_failure(self, task: str, at: datetime, error: str) -> None:
+        """Remember that `task` failed at `at`."""
+
+    @abc.abstractmethod
+    def record_backup(self, path: Path, created_at: datetime, size_bytes: int) -> None:
+        """Remember a backup that passed its integrity check."""
+
+    @abc.abstractmethod
+    def backup_record(self, path: Path) -> BackupRecord | None:
+        """Return what is remembered about the backup at `path`, if anything."""
+
+    @abc.abstractmethod
+    def forget_backups(self, paths: Sequence[Path]) -> None:
+        """Drop the records of backups that were deleted."""
+
+    @abc.abstractmethod
+    def due_notifications(
+        self, endpoint: str, now: datetime, limit: int, latest: datetime
+    ) -> list[Notification]:
+        """Return notifications for `endpoint` whose next attempt is due, oldest first.
+
+        One scheduled after `latest` also counts as due: no backoff is that
+        long, so the wall clock must have been set back since it was stored.
+        """
+
+    @abc.abstractmethod
+    def next_notification_due(self, endpoint: str) -> datetime | None:
+        """Return when the next notification for `endpoint` is due, if any is queued."""
+
+    @abc.abstractmethod
+    def mark_delivered(self, notification_id: int) -> None:
+        """Delete a notification the endpoint accepted."""
+
+    @abc.abstractmethod
+    def reschedule(self, notification_id: int, next_attempt_at: datetime, error: str) -> None:
+        """Count a failed attempt and set when to try again."""
+
+    @abc.abstractmethod
+    def outbox_summary(self) -> list[OutboxSummary]:
+        """Summarise undelivered notifications per endpoint."""
+
+
+class JobStore:
+    """The persistent job store; safe to use from several threads.
+
+    `JobStore(path)` opens (creating and migrating) the SQLite file at
+    `path`. Every method runs one transaction and returns `Job` objects or
+    plain values; errors are `SecautodError`s carrying an exit status.
+    """
+
+    path: Path
+    schema_version: int
+    state: SupervisorState
+    _clock: Clock
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a backend class that leaves part of the boundary unimplemented."""
+        super().__init_subclass__(**kwargs)
+        missing = [
+            name for name in BACKEND_METHODS if getattr(cls, name) is getattr(JobStore, name)
+        ]
+        if missing:
+            raise TypeError(f"{cls.__name__} does not implement {', '.join(missing)}")
+
+    def __new__(cls, *args: Any, **options: Any) -> JobStore:
+        """Open the backend `JobStore(location, ...)` names; subclasses construct themselves."""
+        if cls is JobStore:
+            from secautod.store.sqlite.store import SQLiteJobStore
+
+            cls = SQLiteJobStore
+        return super().__new__(cls)
+
+    # -- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        """Flush and close every connection; later calls fail."""
+        raise NotImplementedError
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise `StoreError` unless the database answers a read."""
+        raise NotImplementedError
+
+    # -- jobs (SPEC §2) ----------------------------------------------------------
+    def save_job(self, job: Job) -> None:
+        """Insert `job`, or replace the stored job with the same id."""
+        raise NotImplementedError
+
+    def load_job(self, job_id: str) -> Job | None:
+        """Return the job with `job_id`, or None if there is none."""
+        raise NotImplementedError
+
+    def get_job(self, job_id: str) -> Job:
+        """Return the job with `job_id`, raising `JobNotFoundError` if there is none."""
+        job = self.load_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[Job]:
+        """Return jobs newest first (by creation time).
+
+        `since` is inclusive and `until` exclusive; `after` is the id of the
+        last job of the previous page, so the next page starts behind it.
+        """
+        raise NotImplementedError
+
+    def update_job_status(
+        self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
+    ) -> None:
+        """Set a job's status, stamping `started_at` or `completed_at` as it implies.
+
+        `running` sets `started_at` and clears `completed_at`; a terminal
+        status sets `completed_at`; `pending` clears both.
+        """
+        raise NotImplementedError
+
+    def update_job_results(self, job_id: str, results: Any, error: str | None = None) -> None:
+        """Store a job's results (any JSON value) and error text."""
+        raise NotImplementedError
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete a job; return True if it existed."""
+        raise NotImplementedError
+
+    def get_stats(self) -> JobStats:
+        """Count jobs per status in one query."""
+        raise NotImplementedError
+
+    def import_jobs(
+        self, jobs: Iterable[Job], on_progress: Callable[[int], None] | None = None
+    ) -> ImportCounts:
+        """Insert jobs that are not stored yet, all in one transaction.
+
+        Jobs whose id exists are skipped (the store is newer than any import),
+        so importing twice changes nothing. The same id twice in `jobs` is an
+        `InvalidJobError`. If `jobs` raises, nothing is kept.
+        """
+        from secautod.store.json_text import encode_job
+
+        now = self._clock()
+        batches = (
+            [encode_job(job, job.updated_at or now) for job in batch]
+            for batch in _batches(jobs, IMPORT_BATCH_JOBS)
+        )
+        return self.import_encoded_jobs(batches, on_progress)
+
+    def import_encoded_jobs(
+        self,
+        batches: Iterable[Sequence[EncodedJob]],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> ImportCounts:
+        """Like `import_jobs`, for jobs already in the table's text form.
+
+        Each `EncodedJob` holds the ten columns in table order: JSON texts
+        (valid JSON, as `json_text.encode_json` writes or as read from a
+        legacy file), timestamps in secautod's form; a None `updated_at`
+        becomes now. The importer uses this to skip building `Job` objects.
+        """
+        raise NotImplementedError
+
+    # -- maintenance -------------------------------------------------------------
+    def cleanup_old_jobs(
+        self,
+        max_age: timedelta,
+        *,
+        now: datetime | None = None,
+        should_stop: StopCheck | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished jobs older than `max_age`; return how many went.
+
+        Only `completed`, `failed` and `cancelled` jobs go, aged by completion
+        time (creation time if none). Work is split into short transactions;
+        if `should_stop` returns True between two of them, `CleanupAborted`
+        is raised and what was deleted so far stays deleted.
+        """
+        raise NotImplementedError
+
+    def count_expired_jobs(
+        self, max_age: timedelta, *, now: datetime | None = None
+    ) -> dict[JobStatus, int]:
+        """Count, per status, the jobs `cleanup_old_jobs` would delete now."""
+        raise NotImplementedError
+
+    def write_snapshot(
+        self,
+        target: Path,
+        *,
+        should_stop: StopCheck | None = None,
+        check: BackupCheck = "integrity",
+    ) -> None:
+        """Write one consistent copy of the store to the new file `target`, verified and synced.
+
+        Raises `BackupError` (`BackupAborted` once `should_stop` says so) if
+        the copy cannot be made or fails `check`; the caller removes `target`.
+        """
+        raise NotImplementedError
+
+    def backup_jobs(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        now: datetime | None = None,
+        should_stop: StopCheck | None = None,
+        check: BackupCheck = "integrity",
+    ) -> Path:
+        """Write a verified online backup and return its path.
+
+        The copy is taken from one consistent snapshot while other writers go
+        on, written under a temporary name, verified (`check`), synced, and
+        only then given its final name `<database>.backup.YYYYMMDD-HHMMSS`
+        (UTC) in `directory` (default: the database's). On any failure no
+        file is left under a final name.
+        """
+        from secautod.backup import take_backup
+
+        target = Path(directory).absolute() if directory is not None else self.path.parent
+        return take_backup(self, target, now=now, should_stop=should_stop, check=check)
+
+    def integrity_check(self) -> list[str]:
+        """Check the live database for damage; return the complaints (empty when sound)."""
+        raise NotImplementedError
+
+    def recover_running_jobs(
+        self, error: str, now: datetime, endpoints: Sequence[str], body: RecoveryBody
+    ) -> list[RecoveredJob]:
+        """Fail every `running` job with `error`, queueing one notification per endpoint.
+
+        One transaction: each recovered job gets status `failed`,
+        `completed_at` `now` and `error`, and `body(job)` is queued for every
+        endpoint in `endpoints`. Running it again finds nothing to do.
+        """
+        raise NotImplementedError
+
+    def checkpoint(self) -> int:
+        """Move what the write-ahead log holds into the database without waiting for anyone.
+
+        Returns what could not be moved yet (0 when nothing is pending).
+        """
+        raise NotImplementedError
+
+
+def _batches(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
