@@ -19,24 +19,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from secautod import __version__
-from secautod.errors import EX_UNEXPECTED, SecautodError
+from secautod.errors import EX_UNEXPECTED, EXIT_STATUS_HELP, SecautodError
+from secautod.jobs import JobStatus
 
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 
-EXIT_STATUSES = """\
-exit statuses:
-  0   success
-  1   unexpected error (a bug: please report it with the traceback)
-  2   invalid command line
-  3   status: something needs attention
-  65  invalid input data (import file, job fields)
-  66  no such job or backup
-  74  the job store cannot be opened, is corrupt, or a write failed
-  75  another secautod daemon holds the data directory
-  78  invalid configuration
-"""
+EXIT_STATUSES = "exit statuses:\n" + "".join(
+    f"  {status:<3} {meaning}\n" for status, meaning in EXIT_STATUS_HELP.items()
+)
 
 
 def point_in_time(text: str) -> datetime:
@@ -134,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         "list jobs, newest first",
         "secautod jobs list --status failed --since 24h",
     )
-    listing.add_argument("--status", choices=_STATUSES, help="only jobs in this status")
+    listing.add_argument(
+        "--status", choices=[status.value for status in JobStatus], help="only jobs in this status"
+    )
     listing.add_argument(
         "--since",
         type=point_in_time,
@@ -231,9 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = getattr(importlib.import_module("secautod.commands"), args.handler)
         return int(handler(args))
     except SecautodError as exc:
-        if not exc.reported:
-            message = " ".join(str(exc).split())  # always one line, whatever the cause said
-            print(f"secautod: {message}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line, whatever the cause said
+        print(f"secautod: {message}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("secautod: interrupted", file=sys.stderr)
@@ -243,9 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EX_UNEXPECTED
-    except Exception as exc:
-        if getattr(exc, "reported", False):  # the daemon logged it, traceback included
-            return EX_UNEXPECTED
+    except Exception:
         traceback.print_exc()
         print(
             "secautod: unexpected error (a bug); please report it with the traceback above",

@@ -12,16 +12,22 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from secautod.errors import ConfigError
-from secautod.store.base import BACKUP_CHECKS, BackupCheck, Synchronous
+from secautod.output import shorten
+from secautod.store.base import (
+    BACKUP_CHECKS,
+    DEFAULT_BUSY_TIMEOUT_SECONDS,
+    BackupCheck,
+    Synchronous,
+)
 
 DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/secautod/config.yaml"))
 CONFIG_ENV = "SECAUTOD_CONFIG"
@@ -54,324 +60,6 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True, slots=True)
-class StorageConfig:
-    """How the database file is opened."""
-
-    database_file: str = "jobs.db"
-    synchronous: Synchronous = "FULL"
-    busy_timeout: timedelta = timedelta(seconds=5)
-
-
-@dataclass(frozen=True, slots=True)
-class JobsConfig:
-    """Retention and backup policy."""
-
-    retention: timedelta = timedelta(days=30)
-    cleanup_interval: timedelta = timedelta(hours=24)
-    backup_enabled: bool = True
-    backup_interval: timedelta = timedelta(hours=168)
-    backup_keep: int = 8
-    backup_directory: Path | None = None  # None: the data directory
-    backup_check: BackupCheck = "integrity"
-    retry_delay: timedelta = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    """One endpoint that receives notifications."""
-
-    url: str
-    secret_env: str | None = None
-    secret: Secret | None = field(default=None, repr=False)
-    timeout: timedelta = timedelta(seconds=10)
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookDeliveryConfig:
-    """How failed deliveries are retried."""
-
-    retry_initial: timedelta = timedelta(seconds=5)
-    retry_max: timedelta = timedelta(hours=1)
-
-
-@dataclass(frozen=True, slots=True)
-class LoggingConfig:
-    """Log level and format."""
-
-    level: str = "info"
-    format: LogFormat = "auto"
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """The whole validated configuration."""
-
-    path: Path
-    data_directory: Path
-    storage: StorageConfig = StorageConfig()
-    jobs: JobsConfig = JobsConfig()
-    webhooks: tuple[WebhookConfig, ...] = ()
-    webhook_delivery: WebhookDeliveryConfig = WebhookDeliveryConfig()
-    logging: LoggingConfig = LoggingConfig()
-    shutdown_timeout: timedelta = timedelta(seconds=30)
-
-    @property
-    def database_path(self) -> Path:
-        """The job store's file."""
-        return self.data_directory / self.storage.database_file
-
-    @property
-    def backup_directory(self) -> Path:
-        """Where backups go."""
-        return self.jobs.backup_directory or self.data_directory
-
-
-def redact_url(url: str) -> str:
-    """Drop credentials and query from a URL before it is shown or logged."""
-    parts = urlsplit(url)
-    try:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        host = "(invalid host or port)"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def find_config_path(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path:
-    """Choose the config file: the option, then $SECAUTOD_CONFIG, then the defaults."""
-    if explicit:
-        return Path(explicit)
-    if environ.get(CONFIG_ENV):
-        return Path(environ[CONFIG_ENV])
-    for candidate in DEFAULT_CONFIG_PATHS:
-        if candidate.is_file():
-            return candidate
-    return DEFAULT_CONFIG_PATHS[0]
-
-
-def load_config(
-    path: Path, environ: Mapping[str, str] = os.environ, *, require_secrets: bool = True
-) -> Config:
-    """Read, parse and validate the config file at `path`.
-
-    Only the daemon signs webhooks: with `require_secrets=False` (the other
-    commands) a `secret_env` that is unset leaves that endpoint's `secret` None.
-    """
-    path = path.absolute()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    document = _parse_yaml(text, path)
-    try:
-        return parse_config(document, path, environ, require_secrets=require_secrets)
-    except ConfigError as exc:
-        message = str(exc)
-        if message.startswith(str(path)):
-            raise
-        raise ConfigError(f"{path}: {message}") from None
-
-
-def parse_config(
-    document: object,
-    path: Path,
-    environ: Mapping[str, str] = os.environ,
-    *,
-    require_secrets: bool = True,
-) -> Config:
-    """Validate a parsed YAML document into a `Config` (`path` anchors relative paths)."""
-    if document is None:
-        raise ConfigError(f"{path}: the file is empty; expected a mapping of settings")
-    top = _section(document, "", "top level")
-    base = path.parent
-    _check_keys(top, "", _TOP_KEYS)
-    data_directory = _resolve(
-        base, _get(top, "data_directory", "", _text, "data"), "data_directory"
-    )
-    _check_writable_directory(data_directory, "data_directory")
-    jobs = _parse_jobs(top.get("jobs"), base)
-    if jobs.backup_directory is not None:
-        _check_writable_directory(jobs.backup_directory, "jobs.backup_directory")
-    return Config(
-        path=path,
-        data_directory=data_directory,
-        storage=_parse_storage(top.get("storage")),
-        jobs=jobs,
-        webhooks=_parse_webhooks(top.get("webhooks"), environ if require_secrets else None),
-        webhook_delivery=_parse_delivery(top.get("webhook_delivery")),
-        logging=_parse_logging(top.get("logging")),
-        shutdown_timeout=_get(top, "shutdown_timeout_seconds", "", _seconds, timedelta(seconds=30)),
-    )
-
-
-# -- sections --------------------------------------------------------------------
-_TOP_KEYS = (
-    "data_directory",
-    "storage",
-    "jobs",
-    "webhooks",
-    "webhook_delivery",
-    "logging",
-    "shutdown_timeout_seconds",
-)
-
-
-def _parse_storage(value: object) -> StorageConfig:
-    section = _section(value, "storage.", "storage")
-    _check_keys(section, "storage.", ("database_file", "synchronous", "busy_timeout_seconds"))
-    name = _get(section, "database_file", "storage.", _text, "jobs.db")
-    if "/" in name or name in (".", ".."):
-        raise ConfigError(f"storage.database_file: expected a plain file name, got {name!r}")
-    level = _get(section, "synchronous", "storage.", _choice(("full", "normal")), "full")
-    return StorageConfig(
-        database_file=name,
-        synchronous=cast(Synchronous, level.upper()),
-        busy_timeout=_get(
-            section, "busy_timeout_seconds", "storage.", _seconds, timedelta(seconds=5)
-        ),
-    )
-
-
-def _parse_jobs(value: object, base: Path) -> JobsConfig:
-    p = "jobs."
-    section = _section(value, p, "jobs")
-    _check_keys(
-        section,
-        p,
-        (
-            "retention_days",
-            "cleanup_interval",
-            "backup_enabled",
-            "backup_interval",
-            "backup_keep",
-            "backup_directory",
-            "backup_check",
-            "retry_delay_seconds",
-        ),
-    )
-    directory = _get(section, "backup_directory", p, _optional(_text), None)
-    return JobsConfig(
-        retention=_get(section, "retention_days", p, _days, timedelta(days=30)),
-        cleanup_interval=_get(section, "cleanup_interval", p, _hours, timedelta(hours=24)),
-        backup_enabled=_get(section, "backup_enabled", p, _boolean, True),
-        backup_interval=_get(section, "backup_interval", p, _hours, timedelta(hours=168)),
-        backup_keep=_get(section, "backup_keep", p, _positive_int, 8),
-        backup_directory=None
-        if directory is None
-        else _resolve(base, directory, "jobs.backup_directory"),
-        backup_check=cast(
-            BackupCheck, _get(section, "backup_check", p, _choice(BACKUP_CHECKS), "integrity")
-        ),
-        retry_delay=_get(section, "retry_delay_seconds", p, _seconds, timedelta(minutes=5)),
-    )
-
-
-def _parse_webhooks(value: object, environ: Mapping[str, str] | None) -> tuple[WebhookConfig, ...]:
-    """Parse the endpoints; `environ` None means secrets are not looked up."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(f"webhooks: expected a list of endpoints, got {_describe(value)}")
-    return tuple(
-        _parse_webhook(item, f"webhooks[{index}].", environ) for index, item in enumerate(value)
-    )
-
-
-def _parse_webhook(value: object, p: str, environ: Mapping[str, str] | None) -> WebhookConfig:
-    section = _section(value, p, p.rstrip("."))
-    _check_keys(section, p, ("url", "secret_env", "timeout_seconds"))
-    if "url" not in section:
-        raise ConfigError(f"{p}url: required (the endpoint to POST notifications to)")
-    url = _get(section, "url", p, _text, "")
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
-    except ValueError as exc:
-        raise ConfigError(f"{p}url: {exc} in {redact_url(url)!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"{p}url: expected an http:// or https:// URL with a host, got {redact_url(url)!r}"
-        )
-    secret_env = _get(section, "secret_env", p, _optional(_text), None)
-    secret = None
-    if secret_env is not None and environ is not None:
-        if not environ.get(secret_env):
-            raise ConfigError(
-                f"{p}secret_env: the environment variable {secret_env} is not set or empty"
-            )
-        secret = Secret(environ[secret_env])
-    timeout = _get(section, "timeout_seconds", p, _seconds, timedelta(seconds=10))
-    return WebhookConfig(url=url, secret_env=secret_env, secret=secret, timeout=timeout)
-
-
-def _parse_delivery(value: object) -> WebhookDeliveryConfig:
-    p = "webhook_delivery."
-    section = _section(value, p, "webhook_delivery")
-    _check_keys(section, p, ("retry_initial_seconds", "retry_max_seconds"))
-    initial = _get(section, "retry_initial_seconds", p, _seconds, timedelta(seconds=5))
-    most = _get(section, "retry_max_seconds", p, _seconds, timedelta(hours=1))
-    if most < initial:
-        raise ConfigError(f"{p}retry_max_seconds: must not be less than retry_initial_seconds")
-    return WebhookDeliveryConfig(retry_initial=initial, retry_max=most)
-
-
-def _parse_logging(value: object) -> LoggingConfig:
-    p = "logging."
-    section = _section(value, p, "logging")
-    _check_keys(section, p, ("level", "format"))
-    return LoggingConfig(
-        level=_get(section, "level", p, _choice(LOG_LEVELS), "info"),
-        format=cast(LogFormat, _get(section, "format", p, _choice(LOG_FORMATS), "auto")),
-    )
-
-
-# -- YAML --------------------------------------------------------------------------
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark
-            ) from None
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _parse_yaml(text: str, path: Path) -> object:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        if isinstance(exc, yaml.reader.ReaderError):
-            where = f" character {exc.position + 1}"
-            problem = f"unacceptable character {exc.character!r} ({exc.reason})"
-        else:
-            problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: invalid YAML: {' '.join(problem.split())}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-
-
 # -- value parsers --------------------------------------------------------------------
 def _section(value: object, prefix: str, name: str) -> dict[str, Any]:
     if value is None:
@@ -381,7 +69,7 @@ def _section(value: object, prefix: str, name: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: expected a mapping of settings, got {_describe(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise ConfigError(f"{prefix}{_shorten(repr(key))}: setting names must be text")
+            raise ConfigError(f"{prefix}{shorten(repr(key))}: setting names must be text")
     return value
 
 
@@ -408,21 +96,17 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, str):
-        return f"the string {_shorten(repr(value))}"
+        return f"the string {shorten(repr(value))}"
     if value is None:
         return "nothing (null)"
     if isinstance(value, (dict, list)):
         return f"a {'mapping' if isinstance(value, dict) else 'list'}"
-    return _shorten(repr(value))
+    return shorten(repr(value))
 
 
 def _shown(text: str) -> str:
     """Show a name or path as is when it is plain, quoted when it holds odd characters."""
     return text if text.isprintable() and text.strip() == text and text else repr(text)
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _text(value: object) -> str:
@@ -498,13 +182,302 @@ def _duration(value: object, unit: str, seconds_per_unit: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _resolve(base: Path, value: str, key: str) -> Path:
-    if "\0" in value:
-        raise ConfigError(f"{key}: a path cannot contain a NUL character, got {_shown(value)}")
+def _path(value: object) -> Path:
+    """Read a path as written (resolved against the config file's folder later)."""
+    text = _text(value)
+    if "\0" in text:
+        raise ValueError(f"a path cannot contain a NUL character, got {_shown(text)}")
     try:
-        return (base / Path(value).expanduser()).absolute()
+        return Path(text).expanduser()
     except RuntimeError as exc:  # ~user naming no user
-        raise ConfigError(f"{key}: cannot expand {_shown(value)}: {exc}") from None
+        raise ValueError(f"cannot expand {_shown(text)}: {exc}") from None
+
+
+def _file_name(value: object) -> str:
+    name = _text(value)
+    if "/" in name or "\0" in name or name in (".", ".."):
+        raise ValueError(f"expected a plain file name, got {name!r}")
+    return name
+
+
+def _upper_choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    choose = _choice(options)
+    return lambda value: choose(value).upper()
+
+
+def _endpoint_list(value: object) -> tuple[WebhookConfig, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of endpoints, got {_describe(value)}")
+    return tuple(_endpoint(item, f"webhooks[{index}].") for index, item in enumerate(value))
+
+
+def _endpoint(value: object, p: str) -> WebhookConfig:
+    endpoint = _read(WebhookConfig, value, p, p.rstrip("."))
+    url = endpoint.url
+    if not url:
+        raise ConfigError(f"{p}url: required (the endpoint to POST notifications to)")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+    except ValueError as exc:
+        raise ConfigError(f"{p}url: {exc} in {redact_url(url)!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{p}url: expected an http:// or https:// URL with a host, got {redact_url(url)!r}"
+        )
+    return endpoint
+
+
+# -- the settings: each declared once, with its key, parser and default ----------------
+
+
+def setting(key: str, parse: Callable[[object], Any], default: Any) -> Any:
+    """Declare a config field: its key in the YAML section, its parser and its default."""
+    return field(default=default, metadata={"key": key, "parse": parse})
+
+
+def section(key: str, kind: type[Any]) -> Any:
+    """Declare a field holding a nested section, read by `kind`'s own settings."""
+    return field(default_factory=kind, metadata={"key": key, "section": kind})
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """How the database file is opened."""
+
+    database_file: str = setting("database_file", _file_name, "jobs.db")
+    synchronous: Synchronous = setting("synchronous", _upper_choice(("full", "normal")), "FULL")
+    busy_timeout: timedelta = setting(
+        "busy_timeout_seconds", _seconds, timedelta(seconds=DEFAULT_BUSY_TIMEOUT_SECONDS)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobsConfig:
+    """Retention and backup policy."""
+
+    retention: timedelta = setting("retention_days", _days, timedelta(days=30))
+    cleanup_interval: timedelta = setting("cleanup_interval", _hours, timedelta(hours=24))
+    backup_enabled: bool = setting("backup_enabled", _boolean, True)
+    backup_interval: timedelta = setting("backup_interval", _hours, timedelta(hours=168))
+    backup_keep: int = setting("backup_keep", _positive_int, 8)
+    # Relative to the config file's folder; None: the data directory.
+    backup_directory: Path | None = setting("backup_directory", _optional(_path), None)
+    backup_check: BackupCheck = setting("backup_check", _choice(BACKUP_CHECKS), "integrity")
+    retry_delay: timedelta = setting("retry_delay_seconds", _seconds, timedelta(minutes=5))
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One endpoint that receives notifications."""
+
+    url: str = setting("url", _text, "")
+    secret_env: str | None = setting("secret_env", _optional(_text), None)
+    timeout: timedelta = setting("timeout_seconds", _seconds, timedelta(seconds=10))
+    secret: Secret | None = field(default=None, repr=False)  # from `secret_env`, not the file
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryConfig:
+    """How failed deliveries are retried."""
+
+    retry_initial: timedelta = setting("retry_initial_seconds", _seconds, timedelta(seconds=5))
+    retry_max: timedelta = setting("retry_max_seconds", _seconds, timedelta(hours=1))
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Log level and format."""
+
+    level: str = setting("level", _choice(LOG_LEVELS), "info")
+    format: LogFormat = setting("format", _choice(LOG_FORMATS), "auto")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Path = field(default=Path("config.yaml"))
+    # Relative to the config file's folder.
+    data_directory: Path = setting("data_directory", _path, Path("data"))
+    storage: StorageConfig = section("storage", StorageConfig)
+    jobs: JobsConfig = section("jobs", JobsConfig)
+    webhooks: tuple[WebhookConfig, ...] = setting("webhooks", _endpoint_list, ())
+    webhook_delivery: WebhookDeliveryConfig = section("webhook_delivery", WebhookDeliveryConfig)
+    logging: LoggingConfig = section("logging", LoggingConfig)
+    shutdown_timeout: timedelta = setting(
+        "shutdown_timeout_seconds", _seconds, timedelta(seconds=30)
+    )
+
+    @property
+    def database_path(self) -> Path:
+        """The job store's file."""
+        return self.data_directory / self.storage.database_file
+
+    @property
+    def backup_directory(self) -> Path:
+        """Where backups go."""
+        return self.jobs.backup_directory or self.data_directory
+
+
+def redact_url(url: str) -> str:
+    """Drop credentials and query from a URL before it is shown or logged."""
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        host = "(invalid host or port)"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def find_config_path(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """Choose the config file: the option, then $SECAUTOD_CONFIG, then the defaults."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return DEFAULT_CONFIG_PATHS[0]
+
+
+def load_config(
+    path: Path, environ: Mapping[str, str] = os.environ, *, require_secrets: bool = True
+) -> Config:
+    """Read, parse and validate the config file at `path` (see `parse_config`)."""
+    path = path.absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    document = _parse_yaml(text, path)
+    try:
+        return parse_config(document, path, environ, require_secrets=require_secrets)
+    except ConfigError as exc:
+        message = str(exc)
+        if message.startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {message}") from None
+
+
+# -- reading sections by their declared settings ---------------------------------------
+def _read(kind: type[T], value: object, prefix: str, name: str) -> T:
+    """Read the mapping `value` into `kind`, by the settings its fields declare."""
+    mapping = _section(value, prefix, name)
+    declared = [item for item in fields(kind) if "key" in item.metadata]  # type: ignore[arg-type]
+    _check_keys(mapping, prefix, tuple(item.metadata["key"] for item in declared))
+    values: dict[str, Any] = {}
+    for item in declared:
+        key = item.metadata["key"]
+        if "section" in item.metadata:
+            nested = f"{prefix}{key}."
+            values[item.name] = _read(item.metadata["section"], mapping.get(key), nested, key)
+        else:
+            values[item.name] = _get(mapping, key, prefix, item.metadata["parse"], item.default)
+    return kind(**values)
+
+
+def parse_config(
+    document: object,
+    path: Path,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    require_secrets: bool = True,
+) -> Config:
+    """Validate a parsed YAML document into a `Config` (`path` anchors relative paths).
+
+    Only the daemon signs webhooks: with `require_secrets=False` a
+    `secret_env` that is unset leaves that endpoint's `secret` None.
+    """
+    if document is None:
+        raise ConfigError(f"{path}: the file is empty; expected a mapping of settings")
+    config = _read(Config, document, "", "top level")
+    base = path.parent
+    jobs = config.jobs
+    if jobs.backup_directory is not None:
+        jobs = replace(jobs, backup_directory=(base / jobs.backup_directory).absolute())
+    config = replace(
+        config,
+        path=path,
+        data_directory=(base / config.data_directory).absolute(),
+        jobs=jobs,
+        webhooks=tuple(
+            _with_secret(endpoint, f"webhooks[{index}].", environ if require_secrets else None)
+            for index, endpoint in enumerate(config.webhooks)
+        ),
+    )
+    _check_writable_directory(config.data_directory, "data_directory")
+    if jobs.backup_directory is not None:
+        _check_writable_directory(jobs.backup_directory, "jobs.backup_directory")
+    delivery = config.webhook_delivery
+    if delivery.retry_max < delivery.retry_initial:
+        raise ConfigError(
+            "webhook_delivery.retry_max_seconds: must not be less than retry_initial_seconds"
+        )
+    return config
+
+
+def _with_secret(
+    endpoint: WebhookConfig, p: str, environ: Mapping[str, str] | None
+) -> WebhookConfig:
+    """Look up the endpoint's HMAC key (`environ` None: secrets are not needed)."""
+    if endpoint.secret_env is None or environ is None:
+        return endpoint
+    if not environ.get(endpoint.secret_env):
+        raise ConfigError(
+            f"{p}secret_env: the environment variable {endpoint.secret_env} is not set or empty"
+        )
+    return replace(endpoint, secret=Secret(environ[endpoint.secret_env]))
+
+
+# -- YAML --------------------------------------------------------------------------
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(text: str, path: Path) -> object:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if isinstance(exc, yaml.reader.ReaderError):
+            where = f" character {exc.position + 1}"
+            problem = f"unacceptable character {exc.character!r} ({exc.reason})"
+        else:
+            problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: invalid YAML: {' '.join(problem.split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
 
 
 def _check_writable_directory(path: Path, key: str) -> None:

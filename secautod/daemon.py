@@ -21,7 +21,14 @@ from datetime import datetime
 from secautod import __version__
 from secautod.backup import with_restore_hint
 from secautod.config import Config, load_config, redact_url
-from secautod.errors import EX_OK, SecautodError, StoreCorruptError, StoreError
+from secautod.errors import (
+    EX_OK,
+    EX_SOFTWARE,
+    EX_UNEXPECTED,
+    SecautodError,
+    StoreCorruptError,
+    StoreError,
+)
 from secautod.files import prepare_directory
 from secautod.jobs import JobStatus
 from secautod.lock import DirectoryLock
@@ -202,7 +209,7 @@ class Daemon:
             signal=signal.Signals(signo).name,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
-        return EX_OK
+        return EX_OK if self.stopped_cleanly else EX_SOFTWARE
 
     def _stop_workers(
         self,
@@ -218,8 +225,14 @@ class Daemon:
         if not (maintenance_done and delivery_done):
             # A thread still inside SQLite must not have its connection closed
             # under it; SQLite's journal makes simply exiting safe.
+            left = [
+                name
+                for name, done in [("maintenance", maintenance_done), ("webhooks", delivery_done)]
+                if not done
+            ]
             log.warning(
                 "shutdown_deadline_exceeded",
+                threads_left=left,
                 maintenance_stopped=maintenance_done,
                 webhooks_stopped=delivery_done,
             )
@@ -291,7 +304,11 @@ def _restart_required(old: Config, new: Config) -> list[str]:
 
 
 def run_daemon(config: Config) -> int:
-    """Configure logging and run the daemon with `config`; return the exit status."""
+    """Configure logging and run the daemon with `config`; return the exit status.
+
+    A failure is logged here, once, as an event (stderr stays one JSON
+    object per line); the caller only exits with the status.
+    """
     configure_logging(config.logging.level, config.logging.format)
     log.info(
         "config_loaded",
@@ -303,17 +320,16 @@ def run_daemon(config: Config) -> int:
     try:
         status = daemon.run()
     except SecautodError as exc:
-        # Logged as an event, so stderr stays one JSON object per line.
         log.error("daemon_failed", error=str(exc), exit_status=exc.exit_status)
-        exc.reported = True
-        raise
-    except Exception as exc:
-        log.exception("daemon_crashed")
-        exc.reported = True  # type: ignore[attr-defined]
-        raise
+        status = exc.exit_status
+    except Exception:
+        log.exception("daemon_crashed", exit_status=EX_UNEXPECTED)
+        status = EX_UNEXPECTED
     if not daemon.stopped_cleanly:
         # Worker threads that ignored the deadline would otherwise keep the
-        # interpreter from exiting.
+        # interpreter from exiting; SQLite's journal makes simply exiting safe.
+        status = status or EX_SOFTWARE
+        log.error("shutdown_incomplete", exit_status=status)
         logging.shutdown()
         os._exit(status)
     return status

@@ -15,17 +15,30 @@ EX_USAGE = 2  # argparse's own status for bad command lines
 EX_NEEDS_ATTENTION = 3  # `secautod status`: running, but something needs a look
 EX_DATAERR = 65
 EX_NOINPUT = 66
+EX_SOFTWARE = 70
 EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
+
+# What each exit status means, for `--help` and the documentation.
+EXIT_STATUS_HELP = {
+    EX_OK: "success",
+    EX_UNEXPECTED: "unexpected error (a bug: please report it with the traceback)",
+    EX_USAGE: "invalid command line",
+    EX_NEEDS_ATTENTION: "status: something needs attention",
+    EX_DATAERR: "invalid input data (import file, job fields)",
+    EX_NOINPUT: "no such job, backup or file",
+    EX_SOFTWARE: "the daemon stopped but had to abandon a worker thread past its shutdown deadline",
+    EX_IOERR: "the job store cannot be opened, is corrupt, or a write failed",
+    EX_TEMPFAIL: "another secautod daemon holds the data directory",
+    EX_CONFIG: "invalid configuration",
+}
 
 
 class SecautodError(Exception):
     """secautod could not do what was asked."""
 
     exit_status = EX_UNEXPECTED
-    # Set once the error has been logged as an event, so the CLI does not print it twice.
-    reported = False
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())

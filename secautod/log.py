@@ -14,6 +14,8 @@ import logging
 import sys
 from typing import Any, TextIO
 
+from secautod.output import is_terminal
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -60,7 +62,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
 
     stream = stream or sys.stderr
     numeric_level = _LEVELS[level]
-    use_json = fmt == "json" or (fmt == "auto" and not _is_terminal(stream))
+    use_json = fmt == "json" or (fmt == "auto" and not is_terminal(stream))
     shared: list[Any] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -113,10 +115,3 @@ def _lead_with_standard_keys(_logger: Any, _method: str, event_dict: Any) -> Any
     leading = {key: event_dict.pop(key) for key in _STANDARD_KEYS if key in event_dict}
     leading.update(event_dict)
     return leading
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

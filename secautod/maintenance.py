@@ -54,15 +54,6 @@ def first_run_time(last_success: datetime | None, interval: timedelta, now: date
     return min(max(last_success + interval, now), now + interval)
 
 
-def doubling_delay(attempt: int, first: timedelta, cap: timedelta) -> timedelta:
-    """Return the wait before retry number `attempt` (1-based): `first`, doubling, at most `cap`.
-
-    Used for failed maintenance runs (capped at the task's interval) and webhook retries.
-    """
-    seconds = first.total_seconds() * 2.0 ** min(attempt - 1, 64)
-    return cap if seconds >= cap.total_seconds() else timedelta(seconds=seconds)
-
-
 def task_intervals(config: Config) -> dict[str, timedelta]:
     """Return the enabled maintenance tasks and their intervals."""
     intervals = {CLEANUP: config.jobs.cleanup_interval}

@@ -80,7 +80,7 @@ def bar(count: int, largest: int, width: int = 30) -> str:
     return block * max(1, round(width * count / largest))
 
 
-def shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int = 60) -> str:
     """Cut `text` to `limit` characters on one line, marking the cut."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -92,7 +92,7 @@ class Progress:
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.label = label
-        self.enabled = _is_terminal(self.stream)
+        self.enabled = is_terminal(self.stream)
         self._last = 0.0
 
     def update(self, text: str) -> None:
@@ -111,7 +111,8 @@ class Progress:
             self.stream.flush()
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
+    """Tell whether `stream` is a terminal (False for anything that cannot say)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

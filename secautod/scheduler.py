@@ -19,12 +19,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from secautod.backoff import doubling_delay
 from secautod.config import Config
 from secautod.errors import OperationAborted, SecautodError
 from secautod.log import get_logger
 from secautod.maintenance import (
     CLEANUP,
-    doubling_delay,
     first_run_time,
     run_backup,
     run_cleanup,

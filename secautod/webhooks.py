@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from secautod import __version__
+from secautod.backoff import doubling_delay
 from secautod.config import WebhookConfig, WebhookDeliveryConfig, redact_url
 from secautod.errors import SecautodError
 from secautod.log import get_logger
-from secautod.maintenance import doubling_delay
 from secautod.store import JobStore
 from secautod.store.records import Notification
 from secautod.timestamps import isoformat_utc, utc_now

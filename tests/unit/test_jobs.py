@@ -81,3 +81,19 @@ def test_success_rate_counts_completed_over_completed_and_failed() -> None:
     assert JobStats(total=0, by_status=counts).success_rate is None
     counts.update({JobStatus.COMPLETED: 3, JobStatus.FAILED: 1, JobStatus.CANCELLED: 10})
     assert JobStats(total=14, by_status=counts).success_rate == 0.75
+
+
+def test_every_exit_status_is_documented_in_help_and_readme() -> None:
+    """Each exit status in errors.EXIT_STATUS_HELP appears in `--help` and in README's list."""
+    import re
+    from pathlib import Path
+
+    from secautod.cli import EXIT_STATUSES
+    from secautod.errors import EXIT_STATUS_HELP
+
+    readme = Path(__file__).parents[2] / "README.md"
+    listed = re.search(r"Exit statuses: (.*?)\.\n\n", readme.read_text(), re.S)
+    assert listed is not None
+    for status, meaning in EXIT_STATUS_HELP.items():
+        assert f"  {status:<3} {meaning}" in EXIT_STATUSES
+        assert re.search(rf"\b{status} ", " ".join(listed[1].split())), status

@@ -12,8 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from secautod import JobStore
+from secautod.backoff import doubling_delay
 from secautod.config import Config, parse_config
-from secautod.maintenance import doubling_delay, first_run_time, task_intervals
+from secautod.maintenance import first_run_time, task_intervals
 from secautod.scheduler import MaintenanceScheduler
 
 HOUR = timedelta(hours=1)
