@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -497,3 +498,14 @@ def test_recovery_leaves_its_checkpoint_to_the_caller(
     with closing(file_alone()) as alone:
         (folded,) = alone.execute("SELECT count(*) FROM jobs WHERE id LIKE 'n%'").fetchone()
     assert folded >= 900
+
+
+def test_connections_of_finished_threads_are_closed(make_store: Any, make_job: Any) -> None:
+    """Short-lived threads do not leave their connections open for ever."""
+    store = make_store()
+    for _ in range(20):
+        thread = threading.Thread(target=lambda: store.save_job(make_job()))
+        thread.start()
+        thread.join()
+    store.get_stats()  # opens this thread's connection, closing the orphans
+    assert len(store._pool._connections) <= 2

@@ -1,4 +1,4 @@
-"""The JobStore API of SPEC §2 against real SQLite files."""
+"""The JobStore API of SPEC §2, against every backend."""
 
 from __future__ import annotations
 
@@ -209,11 +209,11 @@ def test_values_that_are_not_json_are_refused(
     assert store.load_job(job.id) is None
 
 
-def test_store_as_context_manager_closes(make_store: Any, tmp_path: Any, make_job: Any) -> None:
+def test_store_as_context_manager_closes(make_store: Any, make_job: Any) -> None:
     """After the with-block the store refuses work with a clear error."""
-    from secautod import JobStore, StoreError
+    from secautod import StoreError
 
-    with JobStore(tmp_path / "cm.db") as store:
+    with make_store() as store:
         store.save_job(make_job())
     with pytest.raises(StoreError, match="closed"):
         store.list_jobs()

@@ -56,17 +56,6 @@ def test_eight_threads_share_one_store(make_store: Any, now: Any) -> None:
     )
 
 
-def test_connections_of_finished_threads_are_closed(make_store: Any, make_job: Any) -> None:
-    """Short-lived threads do not leave their connections open for ever."""
-    store = make_store()
-    for _ in range(20):
-        thread = threading.Thread(target=lambda: store.save_job(make_job()))
-        thread.start()
-        thread.join()
-    store.get_stats()  # opens this thread's connection, closing the orphans
-    assert len(store._pool._connections) <= 2
-
-
 def test_a_thread_started_outside_threading_keeps_its_connection(
     make_store: Any, make_job: Any
 ) -> None:
