@@ -11,6 +11,7 @@ from secautod.errors import (
     JobNotFoundError,
     LockHeldError,
     SecautodError,
+    SessionLostError,
     StoreError,
 )
 from secautod.jobs import Job, JobStats, JobStatus
@@ -28,6 +29,7 @@ __all__ = [
     "JobStore",
     "LockHeldError",
     "SecautodError",
+    "SessionLostError",
     "StoreError",
     "__version__",
 ]

@@ -32,6 +32,10 @@ from secautod.store.base import (
 DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/secautod/config.yaml"))
 CONFIG_ENV = "SECAUTOD_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# `supervision.unclaimed` (recovery.py owns their meaning).
+AFTER_REBOOT = "after_reboot"
+AT_START = "at_start"
+UNCLAIMED_RULES = (AFTER_REBOOT, AT_START)
 LOG_FORMATS = ("auto", "json", "console")
 LogFormat = Literal["auto", "json", "console"]
 
@@ -267,6 +271,17 @@ class JobsConfig:
     backup_directory: Path | None = setting("backup_directory", _optional(_path), None)
     backup_check: BackupCheck = setting("backup_check", _choice(BACKUP_CHECKS), "integrity")
     retry_delay: timedelta = setting("retry_delay_seconds", _seconds, timedelta(minutes=5))
+    # Unclaimed running jobs with no update for this long fail as `stale` (None: never).
+    stale_after: timedelta | None = setting("stale_after", _optional(_hours), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionConfig:
+    """Live supervision of the engines (SPEC §9)."""
+
+    check_interval: timedelta = setting("check_interval", _seconds, timedelta(seconds=5))
+    # after_reboot | at_start: which unclaimed running jobs fail when secautod starts.
+    unclaimed: str = setting("unclaimed", _choice(UNCLAIMED_RULES), AFTER_REBOOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +319,7 @@ class Config:
     data_directory: Path = setting("data_directory", _path, Path("data"))
     storage: StorageConfig = section("storage", StorageConfig)
     jobs: JobsConfig = section("jobs", JobsConfig)
+    supervision: SupervisionConfig = section("supervision", SupervisionConfig)
     webhooks: tuple[WebhookConfig, ...] = setting("webhooks", _endpoint_list, ())
     webhook_delivery: WebhookDeliveryConfig = section("webhook_delivery", WebhookDeliveryConfig)
     logging: LoggingConfig = section("logging", LoggingConfig)

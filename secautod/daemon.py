@@ -15,7 +15,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from secautod import __version__
@@ -33,11 +33,11 @@ from secautod.files import prepare_directory
 from secautod.jobs import JobStatus
 from secautod.lock import DirectoryLock
 from secautod.log import configure_logging, get_logger
-from secautod.recovery import recover_interrupted_jobs
 from secautod.runtime import open_store
 from secautod.scheduler import MaintenanceScheduler
 from secautod.store import JobStore
 from secautod.store.records import Boot
+from secautod.supervision import Supervisor
 from secautod.systemd import Notifier
 from secautod.timestamps import format_timestamp, utc_now
 from secautod.webhooks import WebhookDispatcher
@@ -95,46 +95,47 @@ class Daemon:
     def _run_with_store(self, store: JobStore) -> int:
         log.info("store_opened", path=str(store.path), schema_version=store.schema_version)
         started_at = self.clock()
-        recovered = self._recover(store, started_at)
-        scheduler = MaintenanceScheduler(
+        # Recorded before recovery, so every recovered job names a boot that is on record.
+        boot = Boot(self.boot_id, started_at, os.getpid(), __version__, recovered_jobs=0)
+        store.state.record_boot(boot)
+        supervisor = Supervisor(store, self.config, boot_id=self.boot_id, clock=self.clock)
+        with self.notifier.extending_timeout():
+            recovered = supervisor.check_at_start()
+        workers = _Workers(
             store,
-            self.config,
-            self.clock,
-            on_task_finished=lambda _task: self.notifier.status(self._status_line(store)),
+            MaintenanceScheduler(
+                store,
+                self.config,
+                self.clock,
+                on_task_finished=lambda _task: self.notifier.status(self._status_line(store)),
+            ),
+            WebhookDispatcher(
+                store, self.config.webhooks, self.config.webhook_delivery, self.clock
+            ),
+            supervisor,
         )
-        dispatcher = WebhookDispatcher(
-            store, self.config.webhooks, self.config.webhook_delivery, self.clock
-        )
-        scheduler.start()
+        workers.scheduler.start()
         try:
-            dispatcher.start()
+            workers.dispatcher.start()
+            supervisor.start()
             self.notifier.ready(self._status_line(store))
             log.info(
                 "daemon_ready",
                 boot_id=self.boot_id,
                 watchdog_interval_seconds=self.notifier.watchdog_interval,
+                recovered_jobs=recovered,
             )
             if recovered:
                 _checkpoint_recovery(store)
-            store.state.record_boot(
-                Boot(self.boot_id, started_at, os.getpid(), __version__, recovered_jobs=recovered)
-            )
-            signo = self._serve(store, scheduler, dispatcher)
+                store.state.record_boot(replace(boot, recovered_jobs=recovered))
+            signo = self._serve(workers)
         except BaseException:
             # Stop the workers before the store is closed under them.
-            self.stopped_cleanly = self._stop_workers(scheduler, dispatcher)
+            self.stopped_cleanly = self._stop_workers(workers)
             raise
-        return self._shutdown(signo, scheduler, dispatcher)
+        return self._shutdown(signo, workers)
 
-    def _recover(self, store: JobStore, now: datetime) -> int:
-        endpoints = [webhook.url for webhook in self.config.webhooks]
-        with self.notifier.extending_timeout():
-            recovered = recover_interrupted_jobs(store, self.boot_id, now, endpoints)
-        return len(recovered)
-
-    def _serve(
-        self, store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
-    ) -> int:
+    def _serve(self, workers: _Workers) -> int:
         """Wait for signals, reload on SIGHUP, tick the watchdog; return the stop signal."""
         tick = self.notifier.watchdog_interval or IDLE_TICK_SECONDS
         next_tick = time.monotonic() + tick
@@ -143,29 +144,25 @@ class Daemon:
             if info is not None and info.si_signo in STOP_SIGNALS:
                 return info.si_signo
             if info is not None:
-                self._reload(store, scheduler, dispatcher)
+                self._reload(workers)
             if time.monotonic() >= next_tick:
-                self._tick(store, scheduler, dispatcher)
+                self._tick(workers)
                 next_tick = time.monotonic() + tick
 
-    def _tick(
-        self, store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
-    ) -> None:
+    def _tick(self, workers: _Workers) -> None:
         try:
-            scheduler.check_clock()
+            workers.scheduler.check_clock()
         except SecautodError as exc:  # rescheduling reads the store; try again next tick
             log.error("clock_check_failed", error=str(exc))
         if self.notifier.watchdog_interval is None:
             return
-        problem = _health_problem(store, scheduler, dispatcher)
+        problem = workers.health_problem()
         if problem is None:
             self.notifier.watchdog()
         else:
             log.error("watchdog_withheld", reason=problem)
 
-    def _reload(
-        self, store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
-    ) -> None:
+    def _reload(self, workers: _Workers) -> None:
         self.notifier.reloading()
         log.info("reload_started", config=str(self.config.path))
         try:
@@ -175,7 +172,7 @@ class Daemon:
             new = replace(
                 new, data_directory=self.config.data_directory, storage=self.config.storage
             )
-            scheduler.apply(new)  # reads the store before changing anything
+            workers.scheduler.apply(new)  # reads the store before changing anything
         except Exception as exc:  # whatever went wrong, the running daemon carries on
             log.error(
                 "reload_failed",
@@ -183,27 +180,26 @@ class Daemon:
                 error_type=type(exc).__name__,
                 kept="previous configuration",
             )
-            self.notifier.ready(self._status_line(store))
+            self.notifier.ready(self._status_line(workers.store))
             return
         configure_logging(new.logging.level, new.logging.format)
-        dispatcher.update(new.webhooks, new.webhook_delivery)
+        workers.dispatcher.update(new.webhooks, new.webhook_delivery)
+        workers.supervisor.config = new
         self.config = new
         log.info(
             "reload_completed",
             restart_required=restart_required,
             webhooks=[redact_url(webhook.url) for webhook in new.webhooks],
         )
-        self.notifier.ready(self._status_line(store))
+        self.notifier.ready(self._status_line(workers.store))
 
-    def _shutdown(
-        self, signo: int, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
-    ) -> int:
+    def _shutdown(self, signo: int, workers: _Workers) -> int:
         started = time.monotonic()
         deadline = started + self.config.shutdown_timeout.total_seconds()
         self.notifier.stopping()
         log.info("shutdown_started", signal=signal.Signals(signo).name)
         with self.notifier.extending_timeout():
-            self.stopped_cleanly = self._stop_workers(scheduler, dispatcher, deadline)
+            self.stopped_cleanly = self._stop_workers(workers, deadline)
         log.info(
             "shutdown_completed",
             signal=signal.Signals(signo).name,
@@ -211,32 +207,26 @@ class Daemon:
         )
         return EX_OK if self.stopped_cleanly else EX_SOFTWARE
 
-    def _stop_workers(
-        self,
-        scheduler: MaintenanceScheduler,
-        dispatcher: WebhookDispatcher,
-        deadline: float | None = None,
-    ) -> bool:
-        """Stop maintenance and delivery by `deadline`; True if both ended."""
+    def _stop_workers(self, workers: _Workers, deadline: float | None = None) -> bool:
+        """Stop supervision, maintenance and delivery by `deadline`; True if all ended."""
         if deadline is None:
             deadline = time.monotonic() + self.config.shutdown_timeout.total_seconds()
-        maintenance_done = scheduler.shutdown(max(0.0, deadline - time.monotonic()))
-        delivery_done = dispatcher.stop(max(0.0, deadline - time.monotonic()))
-        if not (maintenance_done and delivery_done):
+        stopped = {
+            "supervision": workers.supervisor.stop(max(0.0, deadline - time.monotonic())),
+            "maintenance": workers.scheduler.shutdown(max(0.0, deadline - time.monotonic())),
+            "webhooks": workers.dispatcher.stop(max(0.0, deadline - time.monotonic())),
+        }
+        left = [name for name, done in stopped.items() if not done]
+        if left:
             # A thread still inside SQLite must not have its connection closed
             # under it; SQLite's journal makes simply exiting safe.
-            left = [
-                name
-                for name, done in [("maintenance", maintenance_done), ("webhooks", delivery_done)]
-                if not done
-            ]
             log.warning(
                 "shutdown_deadline_exceeded",
                 threads_left=left,
-                maintenance_stopped=maintenance_done,
-                webhooks_stopped=delivery_done,
+                maintenance_stopped=stopped["maintenance"],
+                webhooks_stopped=stopped["webhooks"],
             )
-        return maintenance_done and delivery_done
+        return not left
 
     def _status_line(self, store: JobStore) -> str:
         try:
@@ -278,19 +268,28 @@ def _checkpoint_recovery(store: JobStore) -> None:
     )
 
 
-def _health_problem(
-    store: JobStore, scheduler: MaintenanceScheduler, dispatcher: WebhookDispatcher
-) -> str | None:
-    """Return why the daemon is unhealthy, or None when all parts answer."""
-    if not scheduler.healthy():
-        return "the maintenance scheduler thread is not running"
-    if not dispatcher.healthy():
-        return "the webhook delivery thread is not running"
-    try:
-        store.ping()
-    except SecautodError as exc:
-        return f"the database does not answer: {exc}"
-    return None
+@dataclass(frozen=True, slots=True)
+class _Workers:
+    """The store and the background workers the daemon runs on it."""
+
+    store: JobStore
+    scheduler: MaintenanceScheduler
+    dispatcher: WebhookDispatcher
+    supervisor: Supervisor
+
+    def health_problem(self) -> str | None:
+        """Return why the daemon is unhealthy, or None when all parts answer."""
+        if not self.scheduler.healthy():
+            return "the maintenance scheduler thread is not running"
+        if not self.dispatcher.healthy():
+            return "the webhook delivery thread is not running"
+        if not self.supervisor.healthy():
+            return "the supervision thread is not running"
+        try:
+            self.store.ping()
+        except SecautodError as exc:
+            return f"the database does not answer: {exc}"
+        return None
 
 
 def _restart_required(old: Config, new: Config) -> list[str]:

@@ -140,3 +140,14 @@ class NotFoundError(SecautodError):
     """A file that was named does not exist."""
 
     exit_status = EX_NOINPUT
+
+
+class SessionLostError(SecautodError):
+    """The engine session was declared gone; the job's recovered outcome stands.
+
+    secautod found the engine dead or silent past its lease and failed its
+    running jobs; a write to one of them from the old session is refused.
+    Open a new session to go on.
+    """
+
+    exit_status = EX_TEMPFAIL

@@ -312,3 +312,60 @@ def bulk_jobs(
     )
     conn.commit()
     conn.close()
+
+
+ENGINE_SCRIPT = str(Path(__file__).parent / "engine_process.py")
+
+
+@dataclass
+class Engine:
+    """A real engine process holding a session (tests/engine_process.py)."""
+
+    process: subprocess.Popen[str]
+    session_id: str
+
+    @classmethod
+    def start(cls, database: Path, *job_ids: str, lease: float = 30.0) -> Engine:
+        """Start an engine that claims `job_ids` as running; return once it is ready."""
+        process = subprocess.Popen(
+            [sys.executable, ENGINE_SCRIPT, str(database), str(lease), *job_ids],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        assert line[:1] == ["ready"], f"engine did not start: {line}"
+        return cls(process, line[1])
+
+    def command(self, text: str) -> str:
+        """Send one command; return the engine's one-line answer."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` (SIGKILL by default: a crash)."""
+        self.process.send_signal(sig)
+        if sig == signal.SIGKILL:
+            self.process.wait(DEADLINE)
+
+    def close(self) -> None:
+        """Stop the process whatever state it is in, and close its pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(DEADLINE)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def boot_time() -> Any:
+    """This host's last boot, for jobs that must have been running since before it."""
+    from secautod.processes import host_boot_time
+
+    booted = host_boot_time()
+    assert booted is not None, "this host's boot time (/proc/stat btime) is unreadable"
+    return booted

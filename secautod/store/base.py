@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from secautod.errors import JobNotFoundError, StopCheck
 from secautod.jobs import Job, JobStats, JobStatus
@@ -28,8 +28,14 @@ from secautod.store.records import (
     Notification,
     OutboxSummary,
     RecoveredJob,
+    Recovery,
+    SessionRecord,
     TaskRun,
 )
+
+if TYPE_CHECKING:
+    from secautod.processes import ProcessIdentity
+    from secautod.sessions import EngineSession
 
 Clock = Callable[[], datetime]
 # FULL: every committed change survives a power loss; NORMAL: faster, may lose
@@ -61,7 +67,13 @@ BACKEND_METHODS = (
     "count_expired_jobs",
     "write_snapshot",
     "integrity_check",
-    "recover_running_jobs",
+    "recover_jobs",
+    "open_engine_session",
+    "renew_engine_session",
+    "close_engine_session",
+    "engine_sessions",
+    "job_claims",
+    "prune_engine_sessions",
     "checkpoint",
 )
 
@@ -140,6 +152,7 @@ class JobStore:
     schema_version: int
     state: SupervisorState
     _clock: Clock
+    _session_id: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse a backend class that leaves part of the boundary unimplemented."""
@@ -326,15 +339,51 @@ class JobStore:
         """Check the live database for damage; return the complaints (empty when sound)."""
         raise NotImplementedError
 
-    def recover_running_jobs(
-        self, error: str, now: datetime, endpoints: Sequence[str], body: RecoveryBody
+    def recover_jobs(
+        self, recovery: Recovery, now: datetime, endpoints: Sequence[str], body: RecoveryBody
     ) -> list[RecoveredJob]:
-        """Fail every `running` job with `error`, queueing one notification per endpoint.
+        """Fail the running jobs `recovery` selects, queueing one notification per endpoint.
 
-        One transaction: each recovered job gets status `failed`,
-        `completed_at` `now` and `error`, and `body(job)` is queued for every
-        endpoint in `endpoints`. Running it again finds nothing to do.
+        One transaction: each job gets status `failed`, `completed_at` `now`
+        and `recovery.error`, and `body(job)` is queued for every endpoint;
+        a session it names is declared gone. A job is only ever recovered
+        while it is `running`, so running it twice recovers nothing twice.
         """
+        raise NotImplementedError
+
+    # -- engine sessions (SPEC §9) ------------------------------------------------
+    def engine_session(self, name: str = "engine", lease: timedelta | None = None) -> EngineSession:
+        """Return a session for this store; `with` opens it (see `secautod.sessions`)."""
+        from secautod.sessions import DEFAULT_LEASE, EngineSession
+
+        return EngineSession(self, name, lease or DEFAULT_LEASE)
+
+    def attach_session(self, session_id: str | None) -> None:
+        """Claim the jobs this store moves to `running` for `session_id` (None: stop)."""
+        self._session_id = session_id
+
+    def open_engine_session(self, identity: ProcessIdentity, name: str, lease: timedelta) -> str:
+        """Record a new live session for the process `identity`; return its id."""
+        raise NotImplementedError
+
+    def renew_engine_session(self, session_id: str) -> bool:
+        """Renew a session's lease (one write); False once it was declared gone."""
+        raise NotImplementedError
+
+    def close_engine_session(self, session_id: str) -> None:
+        """Mark a session closed; jobs it still claims as running are then recoverable."""
+        raise NotImplementedError
+
+    def engine_sessions(self, *, include_ended: bool = False) -> list[SessionRecord]:
+        """Return the live sessions (with `include_ended`, closed and gone ones too)."""
+        raise NotImplementedError
+
+    def job_claims(self, job_ids: Sequence[str]) -> dict[str, SessionRecord]:
+        """Return, for each of `job_ids` a session claims, the session that does."""
+        raise NotImplementedError
+
+    def prune_engine_sessions(self, ended_before: datetime) -> int:
+        """Forget sessions that ended before `ended_before`, with their claims; return how many."""
         raise NotImplementedError
 
     def checkpoint(self) -> int:

@@ -7,7 +7,7 @@ a cursor or a driver type.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +92,62 @@ class DatabaseFileSummary:
 
 @dataclass(frozen=True, slots=True)
 class RecoveredJob:
-    """A job recovery just failed, with its times as ISO 8601 text (as stored if unreadable)."""
+    """A job recovery just failed, with its times as ISO 8601 text (as stored if unreadable).
 
-    id: str
+    `id` is None for a row whose id secautod cannot read (a BLOB, a number):
+    `rowid` names it then.
+    """
+
+    id: str | None
+    rowid: int
     created_at: str | None
     started_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """What the store holds about an engine session: who, its lease, whether it ended."""
+
+    session_id: str
+    name: str
+    host: str
+    boot_id: str
+    pid_namespace: str
+    pid: int
+    process_start: str
+    lease: timedelta
+    opened_at: datetime | None
+    renewed_at: datetime | None
+    renewals: int
+    closed_at: datetime | None = None
+    gone_at: datetime | None = None
+    gone_reason: str | None = None
+    running_jobs: int = 0  # running jobs it claims
+
+    @property
+    def alive(self) -> bool:
+        """Tell whether the session is neither closed nor declared gone."""
+        return self.closed_at is None and self.gone_at is None
+
+    def describe(self) -> str:
+        """Name the session for people: `'engine' on host h1, pid 1234`."""
+        return f"{self.name!r} on host {self.host}, pid {self.pid}"
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """Which running jobs one recovery fails, and why.
+
+    With `session_id`, the jobs that session claims (and the session is
+    declared gone in the same transaction); without it, the running jobs no
+    live session claims, narrowed by `started_before` / `updated_before`.
+    """
+
+    reason: str
+    error: str
+    session_id: str | None = None
+    started_before: datetime | None = None
+    updated_before: datetime | None = None
 
 
 def describe_problems(problems: list[str], shown: int = 3) -> str:

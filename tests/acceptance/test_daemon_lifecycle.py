@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import DaemonFactory, run_cli, wait_until, write_config
+from harness import DaemonFactory, Engine, run_cli, wait_until, write_config
 
 from secautod import JobStore
 
@@ -29,7 +29,7 @@ def test_ready_then_clean_stop_on_sigterm(tmp_path: Path, daemons: DaemonFactory
     for expected in (
         "config_loaded",
         "store_opened",
-        "jobs_recovered",
+        "daemon_ready",
         "maintenance_scheduled",
         "shutdown_started",
         "shutdown_completed",
@@ -161,32 +161,44 @@ def test_corrupt_database_exits_74_and_names_the_backup(
     assert "Traceback" not in result.stderr
 
 
-def test_kill_9_then_restart_recovers_running_jobs(
+def test_kill_9_then_restart_recovers_jobs_of_dead_engines_only(
     tmp_path: Path, daemons: DaemonFactory, make_job: Any
 ) -> None:
-    """After kill -9, the next start marks jobs left running as failed with the new boot id."""
+    """After kill -9 of secautod, the restart fails the job whose engine died meanwhile, not the live engine's."""
     config = write_config(tmp_path)
+    database = tmp_path / "data" / "jobs.db"
     daemon = daemons.start(config)
-    with JobStore(
-        tmp_path / "data" / "jobs.db"
-    ) as store:  # the engine, writing while secautod runs
-        store.save_job(make_job(id="interrupted", status="running"))
-        store.save_job(make_job(id="waiting", status="pending"))
-    daemon.kill()
-    restarted = daemons.start(config)
-    recovered = restarted.wait_for_event("job_recovered")[0]
-    assert recovered["job_id"] == "interrupted"
-    restarted.wait_for_event("checkpoint_completed")  # recovery's WAL, folded once ready
-    events = [line["event"] for line in restarted.events()]
-    assert events.index("daemon_ready") < events.index("checkpoint_completed")
-    assert restarted.stop() == 0
-    with JobStore(tmp_path / "data" / "jobs.db") as store:
-        job = store.get_job("interrupted")
+    with JobStore(database) as store:
+        for job_id in ("dead-engine-job", "live-engine-job", "waiting"):
+            store.save_job(make_job(id=job_id, status="pending"))
+    dead, alive = (
+        Engine.start(database, "dead-engine-job"),
+        Engine.start(database, "live-engine-job"),
+    )
+    try:
+        daemon.kill()
+        dead.kill()
+        restarted = daemons.start(config)
+        recovered = restarted.wait_for_event("job_recovered")[0]
+        assert (recovered["job_id"], recovered["reason"]) == ("dead-engine-job", "engine_exited")
+        assert recovered["level"] == "warning"
+        restarted.wait_for_event("checkpoint_completed")  # recovery's WAL, folded once ready
+        events = [line["event"] for line in restarted.events()]
+        assert events.index("daemon_ready") < events.index("checkpoint_completed")
+        assert alive.command("complete live-engine-job") == "ok"
+        assert restarted.stop() == 0
+        assert len(restarted.named("job_recovered")) == 1
+    finally:
+        alive.close()
+        dead.close()
+    with JobStore(database) as store:
+        job = store.get_job("dead-engine-job")
         assert job.status.value == "failed"
         assert job.completed_at is not None
         assert job.error is not None
-        assert recovered["boot_id"] in job.error
-        assert "restart" in job.error
+        assert "engine_exited" in job.error
+        assert f"pid {dead.process.pid}" in job.error
+        assert store.get_job("live-engine-job").status.value == "completed"
         assert store.get_job("waiting").status.value == "pending"
 
 

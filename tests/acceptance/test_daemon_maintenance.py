@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from harness import DaemonFactory, free_port, receiver, wait_until, write_config
+from harness import DaemonFactory, boot_time, free_port, receiver, wait_until, write_config
 
 from secautod import JobStatus, JobStore
 from secautod.timestamps import utc_now
@@ -16,9 +16,12 @@ FAST_RETRY = {"retry_initial_seconds": 0.2, "retry_max_seconds": 1}
 
 
 def seed(tmp_path: Path, make_job: Any, running: int, pending: int = 0) -> None:
+    """Running jobs from before this host booted (their engine is gone), and pending ones."""
+    before_boot = boot_time() - timedelta(hours=1)
     with JobStore(tmp_path / "data" / "jobs.db") as store:
         for index in range(running):
-            store.save_job(make_job(id=f"run-{index}", status="running"))
+            job = make_job(id=f"run-{index}", status="running", started_at=before_boot)
+            store.save_job(job)
         for index in range(pending):
             store.save_job(make_job(id=f"wait-{index}", status="pending"))
 
@@ -44,6 +47,7 @@ def test_recovered_jobs_are_posted_signed(
     boot_id = daemon.named("jobs_recovered")[0]["boot_id"]
     for body in bodies:
         assert body["event"] == "job_recovered"
+        assert body["reason"] == "host_rebooted"
         assert body["boot_id"] == boot_id
         assert body["job"]["status"] == "failed"
         assert body["timestamp"].endswith("Z")
@@ -81,7 +85,7 @@ def test_receiver_outage_outlasting_a_restart_still_delivers(
         "run-0",
         "run-1",
     ]
-    assert second.named("jobs_recovered")[0]["count"] == 0  # recovered once, by the first boot
+    assert second.named("job_recovered") == []  # recovered once, by the first boot
 
 
 def test_endpoint_errors_are_retried_with_backoff(

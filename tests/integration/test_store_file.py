@@ -20,7 +20,7 @@ from secautod.errors import (
     StoreError,
     UnreadableJobError,
 )
-from secautod.recovery import recover_interrupted_jobs
+from secautod.recovery import recover, unclaimed_now
 from secautod.store.sqlite.connection import connect
 from secautod.store.sqlite.schema import LATEST_SCHEMA_VERSION, MIGRATIONS, migrate
 
@@ -383,9 +383,8 @@ def test_recovery_handles_rows_it_cannot_read(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with JobStore(path) as store:
-        recovered = recover_interrupted_jobs(
-            store, "boot-x", datetime.now(UTC), ["http://h.invalid/"]
-        )
+        now = datetime.now(UTC)
+        recovered = recover(store, unclaimed_now(now), now, ["http://h.invalid/"], boot_id="boot-x")
         assert sorted(job.id for job in recovered) == [
             "",
             "bad",
@@ -449,16 +448,18 @@ def test_recovery_notification_body_names_the_job_and_its_times(
     created = datetime(2026, 1, 21, 10, 0, tzinfo=UTC)
     store.save_job(make_job(id='quo"te', status="running", created_at=created))
     now = datetime(2026, 2, 1, 12, 30, 0, 250000, tzinfo=UTC)
-    recover_interrupted_jobs(store, "boot-7", now, ["http://h.invalid/"])
+    recover(store, unclaimed_now(now), now, ["http://h.invalid/"], boot_id="boot-7")
     (notification,) = store.state.due_notifications("http://h.invalid/", now, 10, now)
     body = json.loads(notification.body)
     job = store.get_job('quo"te')
-    assert list(body) == ["id", "event", "boot_id", "timestamp", "job"]
+    assert list(body) == ["id", "event", "reason", "session", "boot_id", "timestamp", "job"]
+    assert (body["reason"], body["session"]) == ("engine_stopped", None)
     assert len(body["id"]) == 32
     assert body["event"] == "job_recovered"
     assert (body["boot_id"], body["timestamp"]) == ("boot-7", "2026-02-01T12:30:00.250Z")
     assert body["job"] == {
         "id": 'quo"te',
+        "rowid": 1,
         "status": "failed",
         "error": job.error,
         "created_at": "2026-01-21T10:00:00.000Z",
@@ -483,7 +484,7 @@ def test_recovery_leaves_its_checkpoint_to_the_caller(
     for index in range(50):
         store.save_job(make_job(id=f"r{index}", status="running"))
     store.checkpoint()
-    recover_interrupted_jobs(store, "boot-1", datetime.now(UTC), [])
+    recover(store, unclaimed_now(datetime.now(UTC)), datetime.now(UTC), [])
     with closing(file_alone()) as alone:
         assert alone.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone() == (
             50,

@@ -15,7 +15,7 @@ import pytest
 from harness import free_port, receiver, wait_until
 
 from secautod.config import Secret, WebhookConfig, WebhookDeliveryConfig, redact_url
-from secautod.recovery import recover_interrupted_jobs
+from secautod.recovery import recover, unclaimed_now
 from secautod.webhooks import WebhookDispatcher, backoff, sign
 
 FAST = WebhookDeliveryConfig(retry_initial=timedelta(seconds=0.1), retry_max=timedelta(seconds=0.4))
@@ -32,7 +32,8 @@ def dispatchers() -> Iterator[list[WebhookDispatcher]]:
 def queue_recovered(store: Any, make_job: Any, urls: list[str], count: int = 1) -> None:
     for index in range(count):
         store.save_job(make_job(id=f"r{index}", status="running"))
-    recover_interrupted_jobs(store, "boot-1", datetime.now(UTC), urls)
+    now = datetime.now(UTC)
+    recover(store, unclaimed_now(now), now, urls, boot_id="boot-1")
 
 
 def start(

@@ -17,11 +17,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from harness import DaemonFactory, bulk_jobs, receiver, run_cli, wait_until, write_config
+from harness import (
+    DaemonFactory,
+    boot_time,
+    bulk_jobs,
+    receiver,
+    run_cli,
+    wait_until,
+    write_config,
+)
 
 from secautod import JobStore
 from secautod.errors import EX_SOFTWARE
 from secautod.timestamps import utc_now
+
+# Running since before this host booted: the engine is gone, recovered at start-up.
+BEFORE_BOOT = boot_time() - timedelta(hours=1)
 
 BIG_JOBS = 200_000
 
@@ -158,7 +169,7 @@ def test_hung_endpoint_never_delays_shutdown_past_its_deadline(
 ) -> None:
     """A webhook that never answers cannot hold SIGTERM past shutdown_timeout (exit 70, not 0); the notification survives."""
     with JobStore(tmp_path / "data" / "jobs.db") as store:
-        store.save_job(make_job(id="stuck", status="running"))
+        store.save_job(make_job(id="stuck", status="running", started_at=BEFORE_BOOT))
     config = write_config(
         tmp_path,
         webhooks=[{"url": hanging_endpoint, "timeout_seconds": 60}],
@@ -238,7 +249,12 @@ def test_secrets_and_job_context_never_reach_the_logs(
     context_marker = "analyst-password-b81e"
     with JobStore(tmp_path / "data" / "jobs.db") as store:
         store.save_job(
-            make_job(id="sensitive", status="running", context={"credentials": context_marker})
+            make_job(
+                id="sensitive",
+                status="running",
+                started_at=BEFORE_BOOT,
+                context={"credentials": context_marker},
+            )
         )
     with receiver(status=500) as hooks:
         config = write_config(

@@ -148,15 +148,90 @@ COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} G
 
 # -- recovery -----------------------------------------------------------------
 # Recovered jobs come back with their times as ISO 8601 UTC for the webhook
-# body; a time SQLite cannot read is passed on as stored.
-_ISO_TIME = "coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', {0}), {0})"
-RECOVER_RUNNING_JOBS = f"""
-UPDATE jobs SET status = 'failed', completed_at = :now, error = :error, updated_at = :now
+# body; a time SQLite cannot read is passed on as stored (a BLOB as hex).
+_ISO_TIME = (
+    "CASE typeof({0}) WHEN 'blob' THEN hex({0}) "
+    "ELSE coalesce(strftime('%Y-%m-%dT%H:%M:%fZ', {0}), {0}) END"
+)
+_FAIL_JOB = "status = 'failed', completed_at = :now, error = :error, updated_at = :now"
+_RETURN_RECOVERED = (
+    f"RETURNING id, rowid, {_ISO_TIME.format('created_at')}, {_ISO_TIME.format('started_at')}"
+)
+# A job some session claims that is neither closed nor declared gone.
+_CLAIMED_BY_LIVE_SESSION = """EXISTS (
+    SELECT 1 FROM job_claims AS c JOIN engine_sessions AS s ON s.session_id = c.session_id
+    WHERE c.job_id = jobs.id AND s.gone_at IS NULL AND s.closed_at IS NULL)"""
+DECLARE_SESSION_GONE = """
+UPDATE engine_sessions SET gone_at = :now, gone_reason = :reason
+WHERE session_id = :session_id AND gone_at IS NULL"""
+RECOVER_SESSION_JOBS = f"""
+UPDATE jobs SET {_FAIL_JOB}
 WHERE status = 'running'
-RETURNING id, {_ISO_TIME.format("created_at")}, {_ISO_TIME.format("started_at")}"""
+  AND id IN (SELECT job_id FROM job_claims WHERE session_id = :session_id)
+{_RETURN_RECOVERED}"""
+RECOVER_UNCLAIMED_JOBS = f"""
+UPDATE jobs SET {_FAIL_JOB}
+WHERE status = 'running' AND NOT {_CLAIMED_BY_LIVE_SESSION}
+  AND (:started_before IS NULL
+       OR julianday(coalesce(started_at, created_at)) < julianday(:started_before))
+  AND (:updated_before IS NULL
+       OR julianday(coalesce(updated_at, started_at, created_at)) < julianday(:updated_before))
+{_RETURN_RECOVERED}"""
 QUEUE_NOTIFICATION = """
 INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
 VALUES (?1, ?2, ?3, ?4, ?5, ?5)"""
+
+# -- engine sessions -------------------------------------------------------------
+OPEN_SESSION = """
+INSERT INTO engine_sessions (session_id, name, host, boot_id, pid_namespace, pid,
+                             process_start, lease_seconds, opened_at, renewed_at)
+VALUES (:session_id, :name, :host, :boot_id, :pid_namespace, :pid,
+        :process_start, :lease_seconds, :now, :now)"""
+RENEW_SESSION = """
+UPDATE engine_sessions SET renewed_at = :now, renewals = renewals + 1
+WHERE session_id = :session_id AND gone_at IS NULL"""
+CLOSE_SESSION = """
+UPDATE engine_sessions SET closed_at = :now WHERE session_id = :session_id AND closed_at IS NULL"""
+_SESSION_COLUMNS = """s.session_id, s.name, s.host, s.boot_id, s.pid_namespace, s.pid,
+    s.process_start, s.lease_seconds, s.opened_at, s.renewed_at, s.renewals, s.closed_at,
+    s.gone_at, s.gone_reason"""
+_RUNNING_CLAIMS = """(SELECT count(*) FROM job_claims AS c JOIN jobs ON jobs.id = c.job_id
+    WHERE c.session_id = s.session_id AND jobs.status = 'running')"""
+# What a supervision check looks at: sessions not declared gone, the closed ones
+# only while they still claim a running job. No counting: it runs every few seconds.
+SELECT_SESSIONS_TO_CHECK = f"""
+SELECT {_SESSION_COLUMNS}, 0 FROM engine_sessions AS s
+WHERE s.gone_at IS NULL AND (s.closed_at IS NULL OR EXISTS (
+    SELECT 1 FROM job_claims AS c JOIN jobs ON jobs.id = c.job_id
+    WHERE c.session_id = s.session_id AND jobs.status = 'running'))
+ORDER BY s.opened_at"""
+SELECT_ALL_SESSIONS = f"""
+SELECT {_SESSION_COLUMNS}, {_RUNNING_CLAIMS} FROM engine_sessions AS s ORDER BY s.opened_at"""
+SELECT_JOB_CLAIMS = f"""
+SELECT c.job_id, {_SESSION_COLUMNS}, 0 FROM job_claims AS c
+JOIN engine_sessions AS s ON s.session_id = c.session_id
+WHERE c.job_id IN (SELECT value FROM json_each(:job_ids))"""
+# A write from a session that was declared gone, to a job it claims (or would claim).
+SESSION_FENCED = """
+SELECT s.gone_reason FROM engine_sessions AS s
+WHERE s.session_id = :session_id AND s.gone_at IS NOT NULL
+  AND (:claiming OR EXISTS (SELECT 1 FROM job_claims AS c
+                            WHERE c.job_id = :id AND c.session_id = :session_id))"""
+CLAIM_JOB = """
+INSERT INTO job_claims (job_id, session_id, claimed_at) VALUES (:id, :session_id, :now)
+ON CONFLICT (job_id) DO UPDATE SET session_id = excluded.session_id,
+                                   claimed_at = excluded.claimed_at"""
+RELEASE_CLAIM = "DELETE FROM job_claims WHERE job_id = :id AND session_id = :session_id"
+PRUNE_SESSIONS = """
+DELETE FROM engine_sessions
+WHERE julianday(coalesce(gone_at, closed_at)) < julianday(:before)
+  AND NOT EXISTS (SELECT 1 FROM job_claims AS c JOIN jobs ON jobs.id = c.job_id
+                  WHERE c.session_id = engine_sessions.session_id
+                    AND jobs.status = 'running' AND engine_sessions.gone_at IS NULL)"""
+PRUNE_CLAIMS = """
+DELETE FROM job_claims
+WHERE session_id NOT IN (SELECT session_id FROM engine_sessions)"""
+
 INSERT_BOOT = """
 INSERT INTO boots (boot_id, started_at, pid, version, recovered_jobs)
 VALUES (:boot_id, :started_at, :pid, :version, :recovered_jobs)

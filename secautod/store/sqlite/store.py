@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -15,9 +16,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from secautod.errors import InvalidJobError, JobNotFoundError, StopCheck, StoreError
+from secautod.errors import (
+    InvalidJobError,
+    JobNotFoundError,
+    SessionLostError,
+    StopCheck,
+    StoreError,
+)
 from secautod.files import create_owner_only_file, fsync_file, prepare_directory
 from secautod.jobs import JOB_COLUMNS, Job, JobStats, JobStatus, checked_error_text
+from secautod.processes import ProcessIdentity
 from secautod.store.base import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
     BackupCheck,
@@ -27,7 +35,13 @@ from secautod.store.base import (
     Synchronous,
 )
 from secautod.store.json_text import encode_job, encode_json
-from secautod.store.records import EncodedJob, ImportCounts, RecoveredJob
+from secautod.store.records import (
+    EncodedJob,
+    ImportCounts,
+    RecoveredJob,
+    Recovery,
+    SessionRecord,
+)
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import ConnectionPool
 from secautod.store.sqlite.retention import delete_expired_jobs
@@ -35,7 +49,14 @@ from secautod.store.sqlite.rows import decode_job
 from secautod.store.sqlite.schema import check_jobs_table, migrate
 from secautod.store.sqlite.snapshot import copy_verified, integrity_problems
 from secautod.store.sqlite.state import SQLiteSupervisorState
-from secautod.timestamps import format_timestamp, require_aware, to_utc_or_none, utc_now
+from secautod.timestamps import (
+    format_optional,
+    format_timestamp,
+    parse_timestamp,
+    require_aware,
+    to_utc_or_none,
+    utc_now,
+)
 
 JOB_RECOVERED = "job_recovered"
 
@@ -93,9 +114,12 @@ class SQLiteJobStore(JobStore):
     # -- jobs ----------------------------------------------------------------
     def save_job(self, job: Job) -> None:
         """Insert `job`, or replace the stored job with the same id."""
-        params = dict(zip(JOB_COLUMNS, encode_job(job, self._clock()), strict=True))
+        params: dict[str, Any] = dict(zip(JOB_COLUMNS, encode_job(job, self._clock()), strict=True))
         with self._pool.writing(f"saving job {job.id}") as conn:
+            session_id = self._fence(conn, job.id, claiming=job.status is JobStatus.RUNNING)
             conn.execute(queries.UPSERT_JOB, params)
+            if session_id is not None:
+                self._update_claim(conn, job.id, session_id, job.status, params["updated_at"])
 
     def load_job(self, job_id: str) -> Job | None:
         """Return the job with `job_id`, or None if there is none."""
@@ -150,9 +174,14 @@ class SQLiteJobStore(JobStore):
             "status": JobStatus.parse(status).value,
             "now": format_timestamp(to_utc_or_none(now, "now") or self._clock()),
         }
+        running = params["status"] == JobStatus.RUNNING
         with self._pool.writing(f"updating job {job_id}") as conn:
+            session_id = self._fence(conn, job_id, claiming=running)
             if conn.execute(queries.UPDATE_JOB_STATUS, params).rowcount == 0:
                 raise JobNotFoundError(job_id)
+            if session_id is not None:
+                status_now = JobStatus(params["status"])
+                self._update_claim(conn, job_id, session_id, status_now, params["now"])
 
     def update_job_results(self, job_id: str, results: Any, error: str | None = None) -> None:
         """Store a job's results (any JSON value) and error text."""
@@ -163,8 +192,34 @@ class SQLiteJobStore(JobStore):
             "now": format_timestamp(self._clock()),
         }
         with self._pool.writing(f"updating job {job_id}") as conn:
+            self._fence(conn, job_id, claiming=False)
             if conn.execute(queries.UPDATE_JOB_RESULTS, params).rowcount == 0:
                 raise JobNotFoundError(job_id)
+
+    def _fence(self, conn: sqlite3.Connection, job_id: str, *, claiming: bool) -> str | None:
+        """Refuse a write from a session declared gone; return the attached session, if any."""
+        session_id = self._session_id
+        if session_id is None:
+            return None
+        params = {"session_id": session_id, "id": job_id, "claiming": claiming}
+        row = conn.execute(queries.SESSION_FENCED, params).fetchone()
+        if row is not None:
+            raise SessionLostError(
+                f"job {job_id}: engine session {session_id} was declared gone ({row[0]}); "
+                f"the job's recovered outcome stands: open a new session to go on"
+            )
+        return session_id
+
+    @staticmethod
+    def _update_claim(
+        conn: sqlite3.Connection, job_id: str, session_id: str, status: JobStatus, now: str
+    ) -> None:
+        """Claim a job the session moved to `running`; let go of one it moved on."""
+        params = {"id": job_id, "session_id": session_id, "now": now}
+        if status is JobStatus.RUNNING:
+            conn.execute(queries.CLAIM_JOB, params)
+        else:
+            conn.execute(queries.RELEASE_CLAIM, params)
 
     def delete_job(self, job_id: str) -> bool:
         """Delete a job; return True if it existed."""
@@ -300,22 +355,31 @@ class SQLiteJobStore(JobStore):
         with self._pool.querying("checking integrity") as conn:
             return integrity_problems(conn)
 
-    def recover_running_jobs(
-        self, error: str, now: datetime, endpoints: Sequence[str], body: RecoveryBody
+    def recover_jobs(
+        self, recovery: Recovery, now: datetime, endpoints: Sequence[str], body: RecoveryBody
     ) -> list[RecoveredJob]:
-        """Fail every `running` job with `error`, queueing `body(job)` for each endpoint."""
+        """Fail the running jobs `recovery` selects, queueing `body(job)` for each endpoint."""
         stamp = format_timestamp(require_aware(now, "now"))
+        params: dict[str, Any] = {"now": stamp, "error": recovery.error}
         # The daemon checkpoints these (maybe 100,000) rows once it is ready,
         # rather than making start-up wait for it (see `checkpoint`).
         with (
             self._pool.without_automatic_checkpoints("recovering interrupted jobs"),
             self._pool.writing("recovering interrupted jobs") as conn,
         ):
-            rows = conn.execute(
-                queries.RECOVER_RUNNING_JOBS, {"now": stamp, "error": error}
-            ).fetchall()
+            if recovery.session_id is not None:
+                params["session_id"] = recovery.session_id
+                gone = {"now": stamp, "reason": recovery.reason, "session_id": recovery.session_id}
+                if conn.execute(queries.DECLARE_SESSION_GONE, gone).rowcount == 0:
+                    return []  # declared gone already, by another check
+                rows = conn.execute(queries.RECOVER_SESSION_JOBS, params).fetchall()
+            else:
+                params["started_before"] = format_optional(recovery.started_before)
+                params["updated_before"] = format_optional(recovery.updated_before)
+                rows = conn.execute(queries.RECOVER_UNCLAIMED_JOBS, params).fetchall()
             recovered = [
-                RecoveredJob(str(job_id), created, started) for job_id, created, started in rows
+                RecoveredJob(_readable_id(job_id), rowid, created, started)
+                for job_id, rowid, created, started in rows
             ]
             conn.executemany(
                 queries.QUEUE_NOTIFICATION,
@@ -326,6 +390,57 @@ class SQLiteJobStore(JobStore):
                 ),
             )
         return recovered
+
+    # -- engine sessions ---------------------------------------------------------
+    def open_engine_session(self, identity: ProcessIdentity, name: str, lease: timedelta) -> str:
+        """Record a new live session for the process `identity`; return its id."""
+        session_id = secrets.token_hex(8)
+        params = {
+            "session_id": session_id,
+            "name": name,
+            "host": identity.host,
+            "boot_id": identity.boot_id,
+            "pid_namespace": identity.pid_namespace,
+            "pid": identity.pid,
+            "process_start": identity.start_time,
+            "lease_seconds": lease.total_seconds(),
+            "now": format_timestamp(self._clock()),
+        }
+        with self._pool.writing("opening an engine session") as conn:
+            conn.execute(queries.OPEN_SESSION, params)
+        return session_id
+
+    def renew_engine_session(self, session_id: str) -> bool:
+        """Renew a session's lease (one write); False once it was declared gone."""
+        params = {"session_id": session_id, "now": format_timestamp(self._clock())}
+        with self._pool.writing("renewing an engine session") as conn:
+            return bool(conn.execute(queries.RENEW_SESSION, params).rowcount)
+
+    def close_engine_session(self, session_id: str) -> None:
+        """Mark a session closed; jobs it still claims as running are then recoverable."""
+        params = {"session_id": session_id, "now": format_timestamp(self._clock())}
+        with self._pool.writing("closing an engine session") as conn:
+            conn.execute(queries.CLOSE_SESSION, params)
+
+    def engine_sessions(self, *, include_ended: bool = False) -> list[SessionRecord]:
+        """Return the sessions a check looks at (with `include_ended`: all, with job counts)."""
+        query = queries.SELECT_ALL_SESSIONS if include_ended else queries.SELECT_SESSIONS_TO_CHECK
+        with self._pool.querying("reading engine sessions") as conn:
+            return [_session_record(row) for row in conn.execute(query)]
+
+    def job_claims(self, job_ids: Sequence[str]) -> dict[str, SessionRecord]:
+        """Return, for each of `job_ids` a session claims, the session that does."""
+        with self._pool.querying("reading job claims") as conn:
+            rows = conn.execute(queries.SELECT_JOB_CLAIMS, {"job_ids": json.dumps(list(job_ids))})
+            return {str(row[0]): _session_record(row[1:]) for row in rows}
+
+    def prune_engine_sessions(self, ended_before: datetime) -> int:
+        """Forget sessions that ended before `ended_before`, with their claims; return how many."""
+        params = {"before": format_timestamp(require_aware(ended_before, "ended_before"))}
+        with self._pool.writing("pruning engine sessions") as conn:
+            pruned = conn.execute(queries.PRUNE_SESSIONS, params).rowcount
+            conn.execute(queries.PRUNE_CLAIMS)
+        return int(pruned)
 
     def checkpoint(self) -> int:
         """Copy what the WAL holds into the database file, without waiting for anyone.
@@ -343,3 +458,34 @@ def _first_duplicate(ids: list[str]) -> str | None:
             return job_id
         seen.add(job_id)
     return None
+
+
+def _readable_id(value: object) -> str | None:
+    """Return a job id as text, or None for one no reader can use (a BLOB)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _session_record(row: Sequence[Any]) -> SessionRecord:
+    (session_id, name, host, boot_id, namespace, pid, start, lease, opened, renewed,
+     renewals, closed, gone, reason, running) = row  # fmt: skip
+    return SessionRecord(
+        session_id=session_id,
+        name=name,
+        host=host,
+        boot_id=boot_id,
+        pid_namespace=namespace,
+        pid=int(pid),
+        process_start=str(start),
+        lease=timedelta(seconds=float(lease)),
+        opened_at=parse_timestamp(opened) if opened else None,
+        renewed_at=parse_timestamp(renewed) if renewed else None,
+        renewals=int(renewals),
+        closed_at=parse_timestamp(closed) if closed else None,
+        gone_at=parse_timestamp(gone) if gone else None,
+        gone_reason=reason,
+        running_jobs=int(running),
+    )
