@@ -206,6 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out jobs with invalid fields instead of importing nothing",
     )
+    recover = command(
+        "recover",
+        "cmd_recover",
+        "fail the running jobs no engine session claims, now (engine_stopped); safe while the "
+        "daemon runs, which delivers their webhooks (for the engine unit's ExecStopPost=)",
+        "secautod recover --config /etc/secautod/config.yaml",
+        [as_json],
+    )
+    recover.add_argument(
+        "--dry-run", action="store_true", help="only list the jobs that would be failed"
+    )
+    command(
+        "upgrade",
+        "cmd_upgrade",
+        "apply pending schema migrations now (for an upgrade window or the engine unit's "
+        "ExecStartPre=), so the daemon's first start after an upgrade does not",
+        "secautod upgrade --config /etc/secautod/config.yaml",
+        [as_json],
+    )
     command(
         "status",
         "cmd_status",

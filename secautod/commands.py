@@ -35,10 +35,11 @@ from secautod.output import (
     size_text,
     table,
 )
+from secautod.recovery import recover, unclaimed_now
 from secautod.runtime import open_store
 from secautod.status import StatusReport, build_status
 from secautod.store import JobStore, verify_database_file, verify_restore_source
-from secautod.store.records import describe_problems
+from secautod.store.records import SessionRecord, describe_problems
 from secautod.timestamps import format_timestamp, utc_now
 
 
@@ -81,8 +82,9 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
             until=args.until,
             after=args.after,
         )
+        claims = store.job_claims([job.id for job in jobs if job.status is JobStatus.RUNNING])
     if args.json:
-        print_json([job.to_dict() for job in jobs])
+        print_json([{**job.to_dict(), "claimed_by": _claim_of(claims, job.id)} for job in jobs])
         return EX_OK
     now = utc_now()
     rows = [
@@ -106,13 +108,17 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
     """Show one job in full."""
     with store_for(load(args, logs=False)) as store:
         job = store.get_job(args.job_id)
+        claim = store.job_claims([job.id]).get(job.id)
     if args.json:
-        print_json(job.to_dict())
+        print_json({**job.to_dict(), "claimed_by": None if claim is None else _claim_dict(claim)})
         return EX_OK
     now = utc_now()
     fields = job.to_dict()
     for name in ("id", "status", "error"):
         print(f"{name + ':':<14}{fields[name] if fields[name] is not None else '-'}")
+    if claim is not None:
+        state = "alive" if claim.alive else (claim.gone_reason or "closed")
+        print(f"{'claimed by:':<14}{claim.describe()} (session {claim.session_id}, {state})")
     for name in ("created_at", "started_at", "completed_at", "updated_at"):
         moment = getattr(job, name)
         when = f"{fields[name]} ({relative_age(moment, now)})" if moment else "-"
@@ -332,6 +338,45 @@ def cmd_import_json(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Fail the running jobs no engine session claims (the engine stopped)."""
+    config = load(args)
+    now = utc_now()
+    with store_for(config) as store:
+        if args.dry_run:
+            running = [job.id for job in store.list_jobs(status=JobStatus.RUNNING)]
+            claimed = store.job_claims(running)
+            ids = [job_id for job_id in running if not _claimed_alive(claimed, job_id)]
+        else:
+            endpoints = [webhook.url for webhook in config.webhooks]
+            ids = [
+                job.id or f"rowid {job.rowid}"
+                for job in recover(store, unclaimed_now(now), now, endpoints)
+            ]
+    if args.json:
+        print_json({"recovered" if not args.dry_run else "would_recover": ids})
+        return EX_OK
+    verb = "would fail" if args.dry_run else "failed"
+    print(f"{verb} {len(ids)} running job(s) no engine session claims (engine_stopped)")
+    for job_id in ids:
+        print(f"  {job_id}")
+    return EX_OK
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Apply pending schema migrations now."""
+    config = load(args)
+    with store_for(config) as store:
+        found, now_at = store.schema_version_found, store.schema_version
+    if args.json:
+        print_json({"database": str(config.database_path), "from": found, "to": now_at})
+    elif found == now_at:
+        print(f"{config.database_path}: schema already at version {now_at}; nothing to do")
+    else:
+        print(f"{config.database_path}: schema upgraded from version {found} to {now_at}")
+    return EX_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Summarise the daemon, maintenance, backups and notifications."""
     config = load(args, logs=False)
@@ -354,6 +399,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------
+def _claim_of(claims: dict[str, SessionRecord], job_id: str) -> dict[str, Any] | None:
+    return _claim_dict(claims[job_id]) if job_id in claims else None
+
+
+def _claimed_alive(claims: dict[str, SessionRecord], job_id: str) -> bool:
+    return job_id in claims and claims[job_id].alive
+
+
+def _claim_dict(session: SessionRecord) -> dict[str, Any]:
+    return {
+        "session": session.session_id,
+        "name": session.name,
+        "host": session.host,
+        "pid": session.pid,
+        "alive": session.alive,
+    }
+
+
 def _playbook_name(job: Job) -> str:
     playbook: Any = job.playbook
     if isinstance(playbook, dict):
@@ -405,6 +468,10 @@ def _status_dict(report: StatusReport) -> dict[str, Any]:
             "size_bytes": backup.size_bytes,
             "verified": backup.verified,
         },
+        "engine_sessions": [
+            {**_claim_dict(session), "running_jobs": session.running_jobs}
+            for session in report.sessions
+        ],
         "undelivered_notifications": {
             redact_url(summary.endpoint): summary.count for summary in report.outbox
         },
@@ -431,6 +498,13 @@ def _print_status(report: StatusReport, now: datetime) -> None:
         print(
             f"newest backup: {backup.path.name} ({relative_age(backup.taken_at, now)}, "
             f"{size_text(backup.size_bytes)}, {verified})"
+        )
+    print(f"engines:       {len(report.sessions)} session(s) alive")
+    for session in report.sessions:
+        renewed = relative_age(session.renewed_at, now)
+        print(
+            f"  {session.describe()}: {session.running_jobs} running job(s), "
+            f"lease renewed {renewed}"
         )
     waiting = sum(summary.count for summary in report.outbox)
     print(f"webhooks:      {waiting} notification(s) undelivered")

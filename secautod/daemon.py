@@ -98,7 +98,16 @@ class Daemon:
         # Recorded before recovery, so every recovered job names a boot that is on record.
         boot = Boot(self.boot_id, started_at, os.getpid(), __version__, recovered_jobs=0)
         store.state.record_boot(boot)
-        supervisor = Supervisor(store, self.config, boot_id=self.boot_id, clock=self.clock)
+        dispatcher = WebhookDispatcher(
+            store, self.config.webhooks, self.config.webhook_delivery, self.clock
+        )
+        supervisor = Supervisor(
+            store,
+            self.config,
+            boot_id=self.boot_id,
+            clock=self.clock,
+            on_recovered=dispatcher.wake,
+        )
         with self.notifier.extending_timeout():
             recovered = supervisor.check_at_start()
         workers = _Workers(
@@ -109,9 +118,7 @@ class Daemon:
                 self.clock,
                 on_task_finished=lambda _task: self.notifier.status(self._status_line(store)),
             ),
-            WebhookDispatcher(
-                store, self.config.webhooks, self.config.webhook_delivery, self.clock
-            ),
+            dispatcher,
             supervisor,
         )
         workers.scheduler.start()

@@ -77,11 +77,14 @@ def run_cleanup(
         deleted = store.cleanup_old_jobs(
             config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
         )
+        # Ended engine sessions are kept as long as the jobs' history.
+        sessions_pruned = store.prune_engine_sessions(now - config.jobs.retention)
     outcome = CleanupOutcome(deleted, _elapsed_ms(started))
     _record_success(store, CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms})
     log.info(
         "cleanup_completed",
         deleted=deleted,
+        sessions_pruned=sessions_pruned,
         duration_ms=outcome.duration_ms,
         retention_days=config.jobs.retention.total_seconds() / 86400,
     )

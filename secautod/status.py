@@ -16,7 +16,7 @@ from secautod.config import Config, redact_url
 from secautod.lock import holder_pid
 from secautod.maintenance import BACKUP, first_run_time, task_intervals
 from secautod.store import JobStore
-from secautod.store.records import Boot, OutboxSummary, TaskRun
+from secautod.store.records import Boot, OutboxSummary, SessionRecord, TaskRun
 
 # A task counts as overdue this long after it was due (runs take time).
 OVERDUE_GRACE_FRACTION = 0.1
@@ -57,6 +57,7 @@ class StatusReport:
     tasks: list[TaskStatus]
     newest_backup: BackupStatus | None
     outbox: list[OutboxSummary]
+    sessions: list[SessionRecord] = field(default_factory=list)  # engine sessions alive
     problems: list[str] = field(default_factory=list)
 
 
@@ -80,6 +81,7 @@ def build_status(config: Config, store: JobStore, now: datetime) -> StatusReport
             store, newest_backup(config.backup_directory, store.path.name)
         ),
         outbox=store.state.outbox_summary(),
+        sessions=[s for s in store.engine_sessions(include_ended=True) if s.alive],
     )
     report.problems = _problems(report)
     return report

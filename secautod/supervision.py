@@ -54,6 +54,7 @@ class Supervisor:
         monotonic: Callable[[], float] = time.monotonic,
         probe: Probe = probe_process,
         here: Host | None = None,
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self.config = config
@@ -62,6 +63,7 @@ class Supervisor:
         self._probe = probe
         self._here = here or this_host()
         self._leases = LeaseWatch(monotonic)
+        self._on_recovered = on_recovered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="supervision", daemon=True)
 
@@ -112,6 +114,7 @@ class Supervisor:
             stale = stale_jobs(stale_after, now)
             found = recover(self._store, stale, now, self._endpoints, boot_id=self._boot_id)
             recovered += len(found)
+        log.debug("supervision_check_completed", sessions=len(sessions), recovered=recovered)
         return recovered
 
     # -- the background thread ---------------------------------------------------------
@@ -133,7 +136,8 @@ class Supervisor:
     def _loop(self) -> None:
         while not self._stop.wait(self.config.supervision.check_interval.total_seconds()):
             try:
-                self.check()
+                if self.check() and self._on_recovered is not None:
+                    self._on_recovered()
             except SecautodError as exc:  # a busy or damaged store: try again next time
                 log.error("supervision_check_failed", error=str(exc))
             except Exception:  # never let a bug end supervision for good

@@ -33,7 +33,9 @@ log = get_logger("secautod.webhooks")
 
 SIGNATURE_HEADER = "X-Secautod-Signature"
 BATCH_SIZE = 50
-IDLE_WAIT_SECONDS = 300.0
+# The outbox is looked at this often even when nothing is due: another process
+# (`secautod recover`, a CLI import) may have queued notifications meanwhile.
+IDLE_WAIT_SECONDS = 5.0
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
@@ -120,6 +122,10 @@ class WebhookDispatcher:
         self._paused_until.clear()
         self._endpoint_failures.clear()
         self._report_orphans()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the outbox now (new notifications were queued)."""
         self._wake.set()
 
     def stop(self, timeout: float) -> bool:

@@ -150,6 +150,7 @@ class JobStore:
 
     path: Path
     schema_version: int
+    schema_version_found: int  # before this open applied pending migrations
     state: SupervisorState
     _clock: Clock
     _session_id: str | None = None

@@ -7,6 +7,7 @@ that records it; a file from a newer secautod is refused.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -14,9 +15,12 @@ from pathlib import Path
 
 from secautod.errors import SchemaVersionError, StoreCorruptError
 from secautod.jobs import JOB_COLUMNS
+from secautod.log import get_logger
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import transaction
 from secautod.timestamps import format_timestamp
+
+log = get_logger("secautod.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,18 @@ def migrate(conn: sqlite3.Connection, path: Path, now: datetime, target: int | N
     for migration in MIGRATIONS:
         if migration.version > target:
             break
+        if migration.version <= current:
+            continue
+        # Said before the write lock is taken: building an index on a big
+        # jobs table holds it for seconds (README, "Upgrading").
+        log.info(
+            "schema_migration_started",
+            path=str(path),
+            version=migration.version,
+            name=migration.name,
+            database_bytes=_file_size(path),
+        )
+        started = time.monotonic()
         with transaction(conn):
             conn.execute(queries.CREATE_MIGRATIONS_TABLE)
             # Re-read under the write lock: another process may have migrated meanwhile.
@@ -102,7 +118,20 @@ def migrate(conn: sqlite3.Connection, path: Path, now: datetime, target: int | N
                 queries.RECORD_MIGRATION,
                 (migration.version, migration.name, format_timestamp(now)),
             )
+        log.info(
+            "schema_migration_completed",
+            version=migration.version,
+            name=migration.name,
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
     return schema_version(conn)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def check_jobs_table(conn: sqlite3.Connection, path: Path, *, absent_ok: bool = False) -> None:

@@ -46,7 +46,7 @@ from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import ConnectionPool
 from secautod.store.sqlite.retention import delete_expired_jobs
 from secautod.store.sqlite.rows import decode_job
-from secautod.store.sqlite.schema import check_jobs_table, migrate
+from secautod.store.sqlite.schema import check_jobs_table, migrate, schema_version
 from secautod.store.sqlite.snapshot import copy_verified, integrity_problems
 from secautod.store.sqlite.state import SQLiteSupervisorState
 from secautod.timestamps import (
@@ -95,6 +95,7 @@ class SQLiteJobStore(JobStore):
             conn = self._pool.connection()
             with self._pool.translating("opening"):
                 check_jobs_table(conn, self.path, absent_ok=True)
+                self.schema_version_found = schema_version(conn)
                 self.schema_version = migrate(conn, self.path, clock())
                 check_jobs_table(conn, self.path)
         except BaseException:
