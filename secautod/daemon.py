@@ -33,6 +33,7 @@ from secautod.files import prepare_directory
 from secautod.jobs import JobStatus
 from secautod.lock import DirectoryLock
 from secautod.log import configure_logging, get_logger
+from secautod.monitor import Monitor
 from secautod.recovery import recover_interrupted_jobs
 from secautod.runtime import open_store
 from secautod.scheduler import MaintenanceScheduler
@@ -64,6 +65,7 @@ class Daemon:
         self.clock = clock
         self.boot_id = uuid.uuid4().hex[:16]
         self.stopped_cleanly = True
+        self.monitor: Monitor | None = None
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; return the exit status (0 on a clean stop)."""
@@ -94,6 +96,15 @@ class Daemon:
     # -- phases ------------------------------------------------------------------
     def _run_with_store(self, store: JobStore) -> int:
         log.info("store_opened", path=str(store.path), schema_version=store.schema_version)
+        monitor = Monitor(
+            store,
+            self.config,
+            self.boot_id,
+            self.clock,
+            on_store_check=lambda _check: self.notifier.status(self._status_line(store)),
+        )
+        monitor.bind()  # a metrics port that cannot be used stops start-up here
+        self.monitor = monitor
         started_at = self.clock()
         recovered = self._recover(store, started_at)
         scheduler = MaintenanceScheduler(
@@ -108,6 +119,7 @@ class Daemon:
         scheduler.start()
         try:
             dispatcher.start()
+            monitor.start()
             self.notifier.ready(self._status_line(store))
             log.info(
                 "daemon_ready",
@@ -123,6 +135,7 @@ class Daemon:
         except BaseException:
             # Stop the workers before the store is closed under them.
             self.stopped_cleanly = self._stop_workers(scheduler, dispatcher)
+            monitor.stop(self.config.shutdown_timeout.total_seconds())
             raise
         return self._shutdown(signo, scheduler, dispatcher)
 
@@ -158,6 +171,8 @@ class Daemon:
         if self.notifier.watchdog_interval is None:
             return
         problem = _health_problem(store, scheduler, dispatcher)
+        if problem is None and self.monitor is not None and not self.monitor.healthy():
+            problem = "the monitor thread (metrics, store check) is not running"
         if problem is None:
             self.notifier.watchdog()
         else:
@@ -187,6 +202,8 @@ class Daemon:
             return
         configure_logging(new.logging.level, new.logging.format)
         dispatcher.update(new.webhooks, new.webhook_delivery)
+        if self.monitor is not None:
+            self.monitor.apply(new)
         self.config = new
         log.info(
             "reload_completed",
@@ -204,6 +221,10 @@ class Daemon:
         log.info("shutdown_started", signal=signal.Signals(signo).name)
         with self.notifier.extending_timeout():
             self.stopped_cleanly = self._stop_workers(scheduler, dispatcher, deadline)
+            monitor_done = self.monitor is None or self.monitor.stop(
+                max(0.0, deadline - time.monotonic())
+            )
+            self.stopped_cleanly = self.stopped_cleanly and monitor_done
         log.info(
             "shutdown_completed",
             signal=signal.Signals(signo).name,
@@ -251,8 +272,10 @@ class Daemon:
             else "never"
         )
         counts = stats.by_status
+        check = self.monitor.store_check if self.monitor is not None else None
+        damaged = "STORE DAMAGED (see secautod status); " if check and not check.ok else ""
         return (
-            f"{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
+            f"{damaged}{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
             f"{counts[JobStatus.RUNNING]} running); "
             f"last backup {last_backup}"
         )

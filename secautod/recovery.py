@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from secautod.log import get_logger
+from secautod.metrics import DAEMON_RESTARTED, record_recovered
 from secautod.store import JobStore
 from secautod.store.records import RecoveredJob
 from secautod.timestamps import format_timestamp, isoformat_utc
@@ -34,6 +35,7 @@ def recover_interrupted_jobs(
     body = RecoveryNotice(boot_id, now, error)
     recovered = store.recover_running_jobs(error, now, endpoints, body)
     _log_recovered([job.id for job in recovered], boot_id)
+    record_recovered(DAEMON_RESTARTED, len(recovered))
     log.info(
         "jobs_recovered",
         count=len(recovered),

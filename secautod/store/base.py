@@ -25,6 +25,7 @@ from secautod.store.records import (
     Boot,
     EncodedJob,
     ImportCounts,
+    JobFigures,
     Notification,
     OutboxSummary,
     RecoveredJob,
@@ -61,6 +62,8 @@ BACKEND_METHODS = (
     "count_expired_jobs",
     "write_snapshot",
     "integrity_check",
+    "quick_check",
+    "job_figures",
     "recover_running_jobs",
     "checkpoint",
 )
@@ -126,6 +129,10 @@ class SupervisorState(abc.ABC):
     @abc.abstractmethod
     def outbox_summary(self) -> list[OutboxSummary]:
         """Summarise undelivered notifications per endpoint."""
+
+    @abc.abstractmethod
+    def engine_sessions_alive(self, now: datetime) -> int:
+        """Count the engine sessions whose lease still holds at `now` (SPEC §9)."""
 
 
 class JobStore:
@@ -324,6 +331,18 @@ class JobStore:
 
     def integrity_check(self) -> list[str]:
         """Check the live database for damage; return the complaints (empty when sound)."""
+        raise NotImplementedError
+
+    def quick_check(self) -> list[str]:
+        """Check the live database's structure and pages (not index contents); return complaints.
+
+        Cheaper than `integrity_check`, so the daemon runs it on a schedule
+        while other writers go on.
+        """
+        raise NotImplementedError
+
+    def job_figures(self) -> JobFigures:
+        """Count jobs per status and find the oldest pending and running ones, in one snapshot."""
         raise NotImplementedError
 
     def recover_running_jobs(

@@ -104,6 +104,14 @@ UPDATE jobs SET results = :results, error = :error, updated_at = :now WHERE id =
 DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
 COUNT_ALL_JOBS = "SELECT count(*) FROM jobs"
 COUNT_JOBS_BY_STATUS = "SELECT status, count(*) FROM jobs GROUP BY status"
+# For metrics: idx_jobs_status_created_julian answers the first from its first entry;
+# running jobs are few, so the second reads only them (through idx_jobs_status).
+OLDEST_PENDING_CREATED = """
+SELECT strftime('%Y-%m-%d %H:%M:%f', min(julianday(created_at)))
+FROM jobs WHERE status = 'pending'"""
+OLDEST_RUNNING_STARTED = """
+SELECT strftime('%Y-%m-%d %H:%M:%f', min(julianday(coalesce(started_at, created_at))))
+FROM jobs WHERE status = 'running'"""
 
 _LIST_FILTERS = {
     "status": "status = :status",

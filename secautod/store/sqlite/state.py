@@ -142,6 +142,15 @@ class SQLiteSupervisorState(SupervisorState):
             for endpoint, count, oldest, attempts, due in rows
         ]
 
+    # -- engine sessions ---------------------------------------------------------
+    def engine_sessions_alive(self, now: datetime) -> int:
+        """Count the engine sessions whose lease still holds at `now` (SPEC §9).
+
+        No engine opens sessions yet (they arrive with live supervision), so
+        there are none; this is the figure's one source once they exist.
+        """
+        return 0
+
 
 def _time_or_none(text: str | None) -> datetime | None:
     return None if text is None else parse_timestamp(text)

@@ -27,7 +27,7 @@ from secautod.store.base import (
     Synchronous,
 )
 from secautod.store.json_text import encode_job, encode_json
-from secautod.store.records import EncodedJob, ImportCounts, RecoveredJob
+from secautod.store.records import EncodedJob, ImportCounts, JobFigures, RecoveredJob
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import ConnectionPool
 from secautod.store.sqlite.retention import delete_expired_jobs
@@ -35,7 +35,13 @@ from secautod.store.sqlite.rows import decode_job
 from secautod.store.sqlite.schema import check_jobs_table, migrate
 from secautod.store.sqlite.snapshot import copy_verified, integrity_problems
 from secautod.store.sqlite.state import SQLiteSupervisorState
-from secautod.timestamps import format_timestamp, require_aware, to_utc_or_none, utc_now
+from secautod.timestamps import (
+    format_timestamp,
+    parse_timestamp,
+    require_aware,
+    to_utc_or_none,
+    utc_now,
+)
 
 JOB_RECOVERED = "job_recovered"
 
@@ -299,6 +305,23 @@ class SQLiteJobStore(JobStore):
         """Run `PRAGMA integrity_check` on the live database; return its complaints."""
         with self._pool.querying("checking integrity") as conn:
             return integrity_problems(conn)
+
+    def quick_check(self) -> list[str]:
+        """Run `PRAGMA quick_check` on the live database; return its complaints."""
+        with self._pool.querying("checking the database") as conn:
+            return integrity_problems(conn, check="quick")
+
+    def job_figures(self) -> JobFigures:
+        """Count jobs per status and find the oldest pending and running ones, in one snapshot."""
+        with self._pool.reading("reading job figures") as conn:
+            counts = dict(conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall())
+            (pending,) = conn.execute(queries.OLDEST_PENDING_CREATED).fetchone()
+            (running,) = conn.execute(queries.OLDEST_RUNNING_STARTED).fetchone()
+        return JobFigures(
+            by_status={str(status): int(count) for status, count in counts.items()},
+            oldest_pending_created_at=None if pending is None else parse_timestamp(pending),
+            oldest_running_started_at=None if running is None else parse_timestamp(running),
+        )
 
     def recover_running_jobs(
         self, error: str, now: datetime, endpoints: Sequence[str], body: RecoveryBody
