@@ -23,6 +23,7 @@ from secautod.backup import restore_hint
 from secautod.config import Config
 from secautod.errors import SecautodError
 from secautod.files import DATABASE_FILE_MODE
+from secautod.lock import holder_pid
 from secautod.log import get_logger
 from secautod.metrics import StoreCheck
 from secautod.store import JobStore
@@ -179,6 +180,15 @@ def read_state(directory: Path) -> DaemonState | None:
         return _state_from(document)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def running_daemon_state(directory: Path) -> DaemonState | None:
+    """Return what the daemon now holding `directory`'s lock published, if it did."""
+    pid = holder_pid(directory)
+    state = read_state(directory) if pid is not None else None
+    if state is None or pid not in (0, state.pid):
+        return None  # published by an earlier daemon, or by none
+    return state
 
 
 def _state_from(document: dict[str, Any]) -> DaemonState:

@@ -200,7 +200,10 @@ def read_figures(
         for summary in store.state.outbox_summary()
     }
     sessions = store.state.engine_sessions_alive(now)
-    backup = newest_backup(config.backup_directory, store.path.name)
+    try:
+        backup = newest_backup(config.backup_directory, store.path.name)
+    except OSError:  # the backup task reports an unusable directory
+        backup = None
     intervals = {task: every.total_seconds() for task, every in task_intervals(config).items()}
     intervals[STORE_CHECK] = config.jobs.check_interval.total_seconds()
     database_bytes = _size(store.path)
