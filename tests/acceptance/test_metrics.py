@@ -8,7 +8,6 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -17,56 +16,12 @@ from typing import Any
 
 import pytest
 from harness import DaemonFactory, bulk_jobs, free_port, receiver, run_cli, wait_until, write_config
-from prometheus_client.parser import text_string_to_metric_families
+from scrape import fresh, parse, scrape, settled, value
 
 from secautod import JobStatus, JobStore, __version__
 from secautod.timestamps import utc_now
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 FAST = {"refresh_seconds": 0.1}
-
-
-def parse(text: str) -> Samples:
-    """Every sample of an exposition, keyed by name and labels."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def scrape(port: int) -> Samples:
-    """GET /metrics from the daemon on 127.0.0.1:`port`."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        return parse(response.read().decode())
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
-
-
-def settled(port: int, name: str, expected: float, **labels: str) -> Samples:
-    """Scrape until `name{labels}` shows `expected` (figures refresh in the background)."""
-    return wait_until(
-        lambda: (
-            (samples := scrape(port)) and value(samples, name, **labels) == expected and samples
-        ),
-        what=f"{name}{labels} == {expected}",
-    )
-
-
-def fresh(port: int) -> Samples:
-    """Scrape until the figures were read after this call (so they show what is stored now)."""
-    asked = time.time()
-    return wait_until(
-        lambda: (
-            (samples := scrape(port))
-            and (value(samples, "secautod_figures_timestamp_seconds") or 0) > asked
-            and samples
-        ),
-        what="figures read after now",
-    )
 
 
 def metrics_config(tmp_path: Path, port: int, **sections: Any) -> Path:
