@@ -18,9 +18,22 @@ from secautod.backup import (
     restore_hint,
     with_restore_hint,
 )
-from secautod.config import Config, find_config_path, load_config, redact_url
-from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
+from secautod.config import (
+    Config,
+    find_config_path,
+    guess_data_directory,
+    load_config,
+    redact_url,
+)
+from secautod.errors import (
+    EX_NEEDS_ATTENTION,
+    EX_OK,
+    ConfigError,
+    JobNotFoundError,
+    StoreCorruptError,
+)
 from secautod.files import prepare_directory
+from secautod.health import DaemonState, config_digest, running_daemon_state
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.lock import DirectoryLock, holder_pid
 from secautod.log import configure_logging
@@ -377,9 +390,41 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _status_config(args: argparse.Namespace) -> tuple[Config, DaemonState | None, list[str]]:
+    """Return the config the running daemon uses, what it published, and notes on the file.
+
+    While a daemon runs, its published settings win over `config.yaml`: an
+    edit it has not loaded yet is a note, not a failure. Without a running
+    daemon, a config that does not load is the error it will be at start.
+    """
+    path = find_config_path(args.config)
+    try:
+        config = load(args, logs=False)
+    except ConfigError as exc:
+        published = running_daemon_state(guess_data_directory(path))
+        if published is None:
+            raise
+        base = Config(path=path.absolute(), data_directory=guess_data_directory(path))
+        note = (
+            f"{path} does not load ({exc}); the running daemon keeps the configuration it "
+            f"loaded, but a reload will be refused and a restart will fail until it is fixed"
+        )
+        return published.effective_config(base), published, [note]
+    published = running_daemon_state(config.data_directory)
+    if published is None:
+        return config, None, []
+    notes = []
+    if published.config_sha256 != config_digest(config.path):
+        notes.append(
+            f"{config.path} was edited since the daemon loaded it; reload it to apply "
+            f"(systemctl reload secautod, or SIGHUP to pid {published.pid})"
+        )
+    return published.effective_config(config), published, notes
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Summarise the daemon, maintenance, backups and notifications."""
-    config = load(args, logs=False)
+    config, published, notes = _status_config(args)
     now = utc_now()
     if not config.database_path.exists():
         pid = holder_pid(config.data_directory)
@@ -390,7 +435,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"daemon: {'pid ' + str(pid) if pid else 'not running'}\nattention: {problem}")
         return EX_NEEDS_ATTENTION
     with store_for(config) as store:
-        report = build_status(config, store, now)
+        report = build_status(config, store, now, published, notes)
     if args.json:
         print_json(_status_dict(report))
     else:
@@ -475,7 +520,15 @@ def _status_dict(report: StatusReport) -> dict[str, Any]:
         "undelivered_notifications": {
             redact_url(summary.endpoint): summary.count for summary in report.outbox
         },
+        "store_check": None
+        if report.store_check is None
+        else {
+            "checked_at": report.store_check.checked_at,
+            "ok": report.store_check.ok,
+            "problems": list(report.store_check.problems),
+        },
         "problems": report.problems,
+        "notes": report.notes,
     }
 
 
@@ -508,5 +561,11 @@ def _print_status(report: StatusReport, now: datetime) -> None:
         )
     waiting = sum(summary.count for summary in report.outbox)
     print(f"webhooks:      {waiting} notification(s) undelivered")
+    check = report.store_check
+    if check is not None:
+        verdict = "ok" if check.ok else "DAMAGED"
+        print(f"store check:   {verdict} ({relative_age(check.checked_at, now)})")
     for problem in report.problems:
         print(f"attention:     {problem}")
+    for note in report.notes:
+        print(f"note:          {note}")

@@ -209,6 +209,19 @@ def _upper_choice(options: tuple[str, ...]) -> Callable[[object], str]:
     return lambda value: choose(value).upper()
 
 
+def _listen_address(value: object) -> tuple[str, int]:
+    """Read `host:port` (IPv4 or a name) or `[IPv6]:port` into (host, port)."""
+    text = _text(value)
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, as [{host}]:{port}")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:9464 or [::1]:9464), got {text!r}")
+    return host, int(port)
+
+
 def _endpoint_list(value: object) -> tuple[WebhookConfig, ...]:
     if value is None:
         return ()
@@ -271,6 +284,8 @@ class JobsConfig:
     backup_directory: Path | None = setting("backup_directory", _optional(_path), None)
     backup_check: BackupCheck = setting("backup_check", _choice(BACKUP_CHECKS), "integrity")
     retry_delay: timedelta = setting("retry_delay_seconds", _seconds, timedelta(minutes=5))
+    # How often the daemon runs `PRAGMA quick_check` on the live store (and at start-up).
+    check_interval: timedelta = setting("check_interval", _hours, timedelta(hours=24))
     # Unclaimed running jobs with no update for this long fail as `stale` (None: never).
     stale_after: timedelta | None = setting("stale_after", _optional(_hours), None)
 
@@ -300,6 +315,19 @@ class WebhookDeliveryConfig:
 
     retry_initial: timedelta = setting("retry_initial_seconds", _seconds, timedelta(seconds=5))
     retry_max: timedelta = setting("retry_max_seconds", _seconds, timedelta(hours=1))
+    # `secautod status` reports trouble once a notification waits longer than this.
+    late_after: timedelta = setting("late_after_seconds", _seconds, timedelta(minutes=15))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Where Prometheus figures are served or written, and how fresh they are."""
+
+    # (host, port) to serve /metrics on; None: no listener.
+    listen: tuple[str, int] | None = setting("listen", _optional(_listen_address), None)
+    # Relative to the config file's folder; None: no textfile.
+    textfile: Path | None = setting("textfile", _optional(_path), None)
+    refresh: timedelta = setting("refresh_seconds", _seconds, timedelta(seconds=15))
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +351,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = setting("webhooks", _endpoint_list, ())
     webhook_delivery: WebhookDeliveryConfig = section("webhook_delivery", WebhookDeliveryConfig)
     logging: LoggingConfig = section("logging", LoggingConfig)
+    metrics: MetricsConfig = section("metrics", MetricsConfig)
     shutdown_timeout: timedelta = setting(
         "shutdown_timeout_seconds", _seconds, timedelta(seconds=30)
     )
@@ -348,6 +377,22 @@ def redact_url(url: str) -> str:
     except ValueError:
         host = "(invalid host or port)"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def guess_data_directory(path: Path) -> Path:
+    """Return the data directory a config file that fails to load most likely names.
+
+    For `secautod status` only: it finds the running daemon's published state
+    through it while the file holds an edit that is not valid yet.
+    """
+    path = path.absolute()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        document = None
+    value = document.get("data_directory") if isinstance(document, dict) else None
+    written = Path(value) if isinstance(value, str) and value.strip() else Config().data_directory
+    return (path.parent / written.expanduser()).absolute()
 
 
 def find_config_path(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -419,11 +464,15 @@ def parse_config(
     jobs = config.jobs
     if jobs.backup_directory is not None:
         jobs = replace(jobs, backup_directory=(base / jobs.backup_directory).absolute())
+    metrics = config.metrics
+    if metrics.textfile is not None:
+        metrics = replace(metrics, textfile=(base / metrics.textfile).absolute())
     config = replace(
         config,
         path=path,
         data_directory=(base / config.data_directory).absolute(),
         jobs=jobs,
+        metrics=metrics,
         webhooks=tuple(
             _with_secret(endpoint, f"webhooks[{index}].", environ if require_secrets else None)
             for index, endpoint in enumerate(config.webhooks)
@@ -432,6 +481,8 @@ def parse_config(
     _check_writable_directory(config.data_directory, "data_directory")
     if jobs.backup_directory is not None:
         _check_writable_directory(jobs.backup_directory, "jobs.backup_directory")
+    if metrics.textfile is not None:
+        _check_writable_directory(metrics.textfile.parent, "metrics.textfile")
     delivery = config.webhook_delivery
     if delivery.retry_max < delivery.retry_initial:
         raise ConfigError(

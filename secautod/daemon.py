@@ -33,6 +33,7 @@ from secautod.files import prepare_directory
 from secautod.jobs import JobStatus
 from secautod.lock import DirectoryLock
 from secautod.log import configure_logging, get_logger
+from secautod.monitor import Monitor
 from secautod.runtime import open_store
 from secautod.scheduler import MaintenanceScheduler
 from secautod.store import JobStore
@@ -64,6 +65,7 @@ class Daemon:
         self.clock = clock
         self.boot_id = uuid.uuid4().hex[:16]
         self.stopped_cleanly = True
+        self.monitor: Monitor | None = None
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; return the exit status (0 on a clean stop)."""
@@ -94,6 +96,15 @@ class Daemon:
     # -- phases ------------------------------------------------------------------
     def _run_with_store(self, store: JobStore) -> int:
         log.info("store_opened", path=str(store.path), schema_version=store.schema_version)
+        monitor = Monitor(
+            store,
+            self.config,
+            self.boot_id,
+            self.clock,
+            on_store_check=lambda _check: self.notifier.status(self._status_line(store)),
+        )
+        monitor.bind()  # a metrics port that cannot be used stops start-up here
+        self.monitor = monitor
         started_at = self.clock()
         # Recorded before recovery, so every recovered job names a boot that is on record.
         boot = Boot(self.boot_id, started_at, os.getpid(), __version__, recovered_jobs=0)
@@ -120,11 +131,13 @@ class Daemon:
             ),
             dispatcher,
             supervisor,
+            monitor,
         )
         workers.scheduler.start()
         try:
             workers.dispatcher.start()
             supervisor.start()
+            monitor.start()
             self.notifier.ready(self._status_line(store))
             log.info(
                 "daemon_ready",
@@ -192,6 +205,7 @@ class Daemon:
         configure_logging(new.logging.level, new.logging.format)
         workers.dispatcher.update(new.webhooks, new.webhook_delivery)
         workers.supervisor.config = new
+        workers.monitor.apply(new)
         self.config = new
         log.info(
             "reload_completed",
@@ -220,6 +234,7 @@ class Daemon:
             deadline = time.monotonic() + self.config.shutdown_timeout.total_seconds()
         stopped = {
             "supervision": workers.supervisor.stop(max(0.0, deadline - time.monotonic())),
+            "monitor": workers.monitor.stop(max(0.0, deadline - time.monotonic())),
             "maintenance": workers.scheduler.shutdown(max(0.0, deadline - time.monotonic())),
             "webhooks": workers.dispatcher.stop(max(0.0, deadline - time.monotonic())),
         }
@@ -248,8 +263,10 @@ class Daemon:
             else "never"
         )
         counts = stats.by_status
+        check = self.monitor.store_check if self.monitor is not None else None
+        damaged = "STORE DAMAGED (see secautod status); " if check and not check.ok else ""
         return (
-            f"{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
+            f"{damaged}{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
             f"{counts[JobStatus.RUNNING]} running); "
             f"last backup {last_backup}"
         )
@@ -283,6 +300,7 @@ class _Workers:
     scheduler: MaintenanceScheduler
     dispatcher: WebhookDispatcher
     supervisor: Supervisor
+    monitor: Monitor
 
     def health_problem(self) -> str | None:
         """Return why the daemon is unhealthy, or None when all parts answer."""
@@ -292,6 +310,8 @@ class _Workers:
             return "the webhook delivery thread is not running"
         if not self.supervisor.healthy():
             return "the supervision thread is not running"
+        if not self.monitor.healthy():
+            return "the monitor thread (metrics, store check) is not running"
         try:
             self.store.ping()
         except SecautodError as exc:

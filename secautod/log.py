@@ -37,7 +37,14 @@ def get_logger(name: str) -> Any:
 
 
 class _LazyLogger:
-    """Stands in for a structlog logger until it is first used."""
+    """Stands in for a structlog logger until it is first used.
+
+    Until logging is configured (`configure_logging`, or an application's
+    own `structlog.configure`), secautod is a library inside someone else's
+    process (an engine, a read-only CLI command): its events then go to the
+    standard `logging` module, where nothing below WARNING shows unless the
+    application asks, and never to stdout, which belongs to the application.
+    """
 
     __slots__ = ("_logger", "_name")
 
@@ -46,11 +53,27 @@ class _LazyLogger:
         self._logger: Any = None
 
     def __getattr__(self, attribute: str) -> Any:
-        if self._logger is None:
-            import structlog
+        import structlog
 
+        if not structlog.is_configured():
+            return getattr(_library_logger(self._name), attribute)
+        if self._logger is None:
             self._logger = structlog.get_logger(self._name)
         return getattr(self._logger, attribute)
+
+
+def _library_logger(name: str) -> Any:
+    """Return a logger for secautod used as a library: `key=value` lines via `logging`."""
+    import structlog
+
+    return structlog.wrap_logger(
+        logging.getLogger(name),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+        ],
+    )
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:

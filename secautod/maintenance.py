@@ -17,8 +17,9 @@ from typing import Any
 
 from secautod.backup import prune_backups
 from secautod.config import Config
-from secautod.errors import OperationAborted, SecautodError, StoreError
+from secautod.errors import CleanupAborted, OperationAborted, SecautodError, StoreError
 from secautod.log import get_logger
+from secautod.metrics import record_deleted, record_task_failure
 from secautod.store import JobStore
 
 CLEANUP = "cleanup"
@@ -74,11 +75,16 @@ def run_cleanup(
     started = time.monotonic()
     log.info("cleanup_started", retention_days=config.jobs.retention.total_seconds() / 86400)
     with _outcome_logged(store, CLEANUP, now):
-        deleted = store.cleanup_old_jobs(
-            config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
-        )
+        try:
+            deleted = store.cleanup_old_jobs(
+                config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
+            )
+        except CleanupAborted as exc:
+            record_deleted(exc.deleted)
+            raise
         # Ended engine sessions are kept as long as the jobs' history.
         sessions_pruned = store.prune_engine_sessions(now - config.jobs.retention)
+    record_deleted(deleted)
     outcome = CleanupOutcome(deleted, _elapsed_ms(started))
     _record_success(store, CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms})
     log.info(
@@ -150,10 +156,14 @@ def _outcome_logged(store: JobStore, task: str, now: datetime) -> Iterator[None]
         log.warning(f"{task}_aborted", reason=str(exc))
         raise
     except SecautodError as exc:
+        record_task_failure(task)
         log.error(f"{task}_failed", error=str(exc), error_type=type(exc).__name__)
         # The store itself may be what failed; the log line above is then the record.
         with suppress(SecautodError):
             store.state.record_task_failure(task, now, str(exc))
+        raise
+    except Exception:
+        record_task_failure(task)  # a bug; the scheduler logs it with its traceback
         raise
 
 

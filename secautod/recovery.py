@@ -20,7 +20,9 @@ from datetime import datetime, timedelta
 
 from secautod.config import AT_START
 from secautod.log import get_logger
+from secautod.metrics import record_recovered
 from secautod.processes import ProcessState, probe_process
+from secautod.reasons import ENGINE_EXITED, ENGINE_STOPPED, HOST_REBOOTED, LEASE_EXPIRED, STALE
 from secautod.store import JobStore
 from secautod.store.records import RecoveredJob, Recovery, SessionRecord
 from secautod.timestamps import format_timestamp, isoformat_utc
@@ -28,12 +30,6 @@ from secautod.timestamps import format_timestamp, isoformat_utc
 log = get_logger("secautod.recovery")
 
 JOB_RECOVERED = "job_recovered"
-ENGINE_EXITED = "engine_exited"
-HOST_REBOOTED = "host_rebooted"
-LEASE_EXPIRED = "lease_expired"
-ENGINE_STOPPED = "engine_stopped"
-STALE = "stale"
-REASONS = (ENGINE_EXITED, HOST_REBOOTED, LEASE_EXPIRED, ENGINE_STOPPED, STALE)
 # Up to this many recovered jobs get a job_recovered line each; more are logged
 # as job_recovered_batch lines of ids (100,000 single lines take seconds).
 RECOVERED_LOG_ONE_BY_ONE = 1000
@@ -189,6 +185,7 @@ def recover(
             boot_id=boot_id,
             notifications_queued=len(recovered) * len(endpoints),
         )
+    record_recovered(recovery.reason, len(recovered))
     return recovered
 
 

@@ -1,8 +1,11 @@
 """`secautod status`: the state of one installation at a glance.
 
 The report reads only files and the store, so it works with or without a
-running daemon. Its `problems` decide the exit status: 0 when there are
-none, 3 when something needs attention, which makes it a health check.
+running daemon. While a daemon runs, the settings and the store check come
+from the state it last published (`health.py`), not from a `config.yaml`
+that may hold an edit it has not loaded; such an edit is only a note. Its
+`problems` decide the exit status: 0 when there are none, 3 when something
+needs attention, which makes it a health check.
 """
 
 from __future__ import annotations
@@ -11,16 +14,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from secautod.backup import BackupFile, newest_backup
+from secautod.backup import BackupFile, newest_backup, restore_hint
 from secautod.config import Config, redact_url
+from secautod.health import DaemonState
 from secautod.lock import holder_pid
 from secautod.maintenance import BACKUP, first_run_time, task_intervals
+from secautod.metrics import StoreCheck
 from secautod.store import JobStore
-from secautod.store.records import Boot, OutboxSummary, SessionRecord, TaskRun
+from secautod.store.records import (
+    Boot,
+    OutboxSummary,
+    SessionRecord,
+    TaskRun,
+    describe_problems,
+)
 
 # A task counts as overdue this long after it was due (runs take time).
 OVERDUE_GRACE_FRACTION = 0.1
 OVERDUE_GRACE_MIN = timedelta(minutes=10)
+# The daemon republishes its state every metrics.refresh_seconds; this many
+# refreshes (and at least STALE_MIN) without one mean its monitor is stuck.
+STALE_REFRESHES = 4
+STALE_MIN = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +73,23 @@ class StatusReport:
     newest_backup: BackupStatus | None
     outbox: list[OutboxSummary]
     sessions: list[SessionRecord] = field(default_factory=list)  # engine sessions alive
+    store_check: StoreCheck | None = None
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def build_status(config: Config, store: JobStore, now: datetime) -> StatusReport:
-    """Collect the status of the installation described by `config`."""
+def build_status(
+    config: Config,
+    store: JobStore,
+    now: datetime,
+    published: DaemonState | None = None,
+    notes: list[str] | None = None,
+) -> StatusReport:
+    """Collect the status of the installation described by `config`.
+
+    `published` is what the running daemon last published: `config` must
+    then already carry its settings (`DaemonState.effective_config`).
+    """
     pid = holder_pid(config.data_directory)
     boot = store.state.latest_boot()
     runs = store.state.task_runs()
@@ -82,8 +109,12 @@ def build_status(config: Config, store: JobStore, now: datetime) -> StatusReport
         ),
         outbox=store.state.outbox_summary(),
         sessions=[s for s in store.engine_sessions(include_ended=True) if s.alive],
+        store_check=published.store_check if published is not None else None,
+        notes=list(notes or []),
     )
-    report.problems = _problems(report)
+    report.problems = _problems(report, config, now)
+    if published is not None:
+        report.problems.extend(_publication_problems(published, now))
     return report
 
 
@@ -118,7 +149,7 @@ def _backup_status(store: JobStore, newest: BackupFile | None) -> BackupStatus |
     return BackupStatus(newest.path, newest.taken_at, newest.size_bytes, verified)
 
 
-def _problems(report: StatusReport) -> list[str]:
+def _problems(report: StatusReport, config: Config, now: datetime) -> list[str]:
     problems = []
     if report.daemon_pid is None:
         problems.append("no secautod daemon is running for this data directory")
@@ -131,14 +162,34 @@ def _problems(report: StatusReport) -> list[str]:
             problems.append(f"last {task.task} attempt failed: {task.last_error}")
     if any(task.task == BACKUP for task in report.tasks) and report.newest_backup is None:
         problems.append("there is no backup yet")
+    late_after = config.webhook_delivery.late_after
     for summary in report.outbox:
-        if summary.max_attempts > 0:
+        # One failed attempt is no trouble yet: the endpoint may be restarting.
+        oldest = summary.oldest_created_at
+        if oldest is not None and now - oldest > late_after:
             endpoint = redact_url(summary.endpoint)
             problems.append(
-                f"{summary.count} webhook notification(s) waiting for {endpoint} "
-                f"after up to {summary.max_attempts} failed attempt(s)"
+                f"{summary.count} webhook notification(s) waiting for {endpoint}, the oldest "
+                f"for over {late_after.total_seconds():g} s "
+                f"(after up to {summary.max_attempts} failed attempt(s))"
             )
+    check = report.store_check
+    if check is not None and not check.ok:
+        problems.append(
+            f"the store failed its check (PRAGMA quick_check) at {check.checked_at:%Y-%m-%d %H:%M} "
+            f"UTC: {describe_problems(list(check.problems))}; {restore_hint(config)}"
+        )
     return problems
+
+
+def _publication_problems(published: DaemonState, now: datetime) -> list[str]:
+    stale_after = max(published.refresh * STALE_REFRESHES, STALE_MIN)
+    if now - published.published_at > stale_after:
+        return [
+            f"the daemon has not published its state since "
+            f"{published.published_at:%Y-%m-%d %H:%M:%S} UTC: its monitor thread may be stuck"
+        ]
+    return []
 
 
 def _database_bytes(path: Path) -> int:

@@ -25,6 +25,7 @@ from secautod.backoff import doubling_delay
 from secautod.config import WebhookConfig, WebhookDeliveryConfig, redact_url
 from secautod.errors import SecautodError
 from secautod.log import get_logger
+from secautod.metrics import record_delivery
 from secautod.store import JobStore
 from secautod.store.records import Notification
 from secautod.timestamps import isoformat_utc, utc_now
@@ -193,6 +194,7 @@ class WebhookDispatcher:
                 return False
             result = post(endpoint, notification)
             attempt = notification.attempts + 1
+            record_delivery(result.ok)
             if result.ok:
                 self._endpoint_failures.pop(endpoint.url, None)
                 self._store.state.mark_delivered(notification.id)

@@ -25,6 +25,7 @@ from secautod.store.records import (
     Boot,
     EncodedJob,
     ImportCounts,
+    JobFigures,
     Notification,
     OutboxSummary,
     RecoveredJob,
@@ -74,6 +75,8 @@ BACKEND_METHODS = (
     "engine_sessions",
     "job_claims",
     "prune_engine_sessions",
+    "quick_check",
+    "job_figures",
     "checkpoint",
 )
 
@@ -138,6 +141,10 @@ class SupervisorState(abc.ABC):
     @abc.abstractmethod
     def outbox_summary(self) -> list[OutboxSummary]:
         """Summarise undelivered notifications per endpoint."""
+
+    @abc.abstractmethod
+    def engine_sessions_alive(self) -> int:
+        """Count the engine sessions neither closed nor declared gone (SPEC §9)."""
 
 
 class JobStore:
@@ -338,6 +345,18 @@ class JobStore:
 
     def integrity_check(self) -> list[str]:
         """Check the live database for damage; return the complaints (empty when sound)."""
+        raise NotImplementedError
+
+    def quick_check(self) -> list[str]:
+        """Check the live database's structure and pages (not index contents); return complaints.
+
+        Cheaper than `integrity_check`, so the daemon runs it on a schedule
+        while other writers go on.
+        """
+        raise NotImplementedError
+
+    def job_figures(self) -> JobFigures:
+        """Count jobs per status and find the oldest pending and running ones, in one snapshot."""
         raise NotImplementedError
 
     def recover_jobs(

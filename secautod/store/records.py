@@ -91,6 +91,19 @@ class DatabaseFileSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class JobFigures:
+    """The jobs table at a glance, for metrics: counts per status and the oldest waits.
+
+    `by_status` holds every status found (other writers may store unknown
+    ones); the times are None when no job is pending or running.
+    """
+
+    by_status: dict[str, int]
+    oldest_pending_created_at: datetime | None
+    oldest_running_started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class RecoveredJob:
     """A job recovery just failed, with its times as ISO 8601 text (as stored if unreadable).
 

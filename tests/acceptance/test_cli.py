@@ -103,6 +103,7 @@ def test_jobs_list_filters_and_json(installation: Path) -> None:
         "started_at",
         "completed_at",
         "updated_at",
+        "claimed_by",
     }
     assert jobs[0]["created_at"].endswith("Z")
     limited = json.loads(cli(installation, "jobs", "list", "--limit", "2", "--json").stdout)

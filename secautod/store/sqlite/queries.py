@@ -104,6 +104,14 @@ UPDATE jobs SET results = :results, error = :error, updated_at = :now WHERE id =
 DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
 COUNT_ALL_JOBS = "SELECT count(*) FROM jobs"
 COUNT_JOBS_BY_STATUS = "SELECT status, count(*) FROM jobs GROUP BY status"
+# For metrics: idx_jobs_status_created_julian answers the first from its first entry;
+# running jobs are few, so the second reads only them (through idx_jobs_status).
+OLDEST_PENDING_CREATED = """
+SELECT strftime('%Y-%m-%d %H:%M:%f', min(julianday(created_at)))
+FROM jobs WHERE status = 'pending'"""
+OLDEST_RUNNING_STARTED = """
+SELECT strftime('%Y-%m-%d %H:%M:%f', min(julianday(coalesce(started_at, created_at))))
+FROM jobs WHERE status = 'running'"""
 
 _LIST_FILTERS = {
     "status": "status = :status",
@@ -205,6 +213,9 @@ WHERE s.gone_at IS NULL AND (s.closed_at IS NULL OR EXISTS (
     SELECT 1 FROM job_claims AS c JOIN jobs ON jobs.id = c.job_id
     WHERE c.session_id = s.session_id AND jobs.status = 'running'))
 ORDER BY s.opened_at"""
+COUNT_LIVE_SESSIONS = (
+    "SELECT count(*) FROM engine_sessions WHERE gone_at IS NULL AND closed_at IS NULL"
+)
 SELECT_ALL_SESSIONS = f"""
 SELECT {_SESSION_COLUMNS}, {_RUNNING_CLAIMS} FROM engine_sessions AS s ORDER BY s.opened_at"""
 SELECT_JOB_CLAIMS = f"""

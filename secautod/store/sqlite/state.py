@@ -142,6 +142,13 @@ class SQLiteSupervisorState(SupervisorState):
             for endpoint, count, oldest, attempts, due in rows
         ]
 
+    # -- engine sessions ---------------------------------------------------------
+    def engine_sessions_alive(self) -> int:
+        """Count the engine sessions neither closed nor declared gone (SPEC §9)."""
+        with self._pool.querying("counting engine sessions") as conn:
+            (count,) = conn.execute(queries.COUNT_LIVE_SESSIONS).fetchone()
+        return int(count)
+
 
 def _time_or_none(text: str | None) -> datetime | None:
     return None if text is None else parse_timestamp(text)

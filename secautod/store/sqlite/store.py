@@ -38,6 +38,7 @@ from secautod.store.json_text import encode_job, encode_json
 from secautod.store.records import (
     EncodedJob,
     ImportCounts,
+    JobFigures,
     RecoveredJob,
     Recovery,
     SessionRecord,
@@ -355,6 +356,23 @@ class SQLiteJobStore(JobStore):
         """Run `PRAGMA integrity_check` on the live database; return its complaints."""
         with self._pool.querying("checking integrity") as conn:
             return integrity_problems(conn)
+
+    def quick_check(self) -> list[str]:
+        """Run `PRAGMA quick_check` on the live database; return its complaints."""
+        with self._pool.querying("checking the database") as conn:
+            return integrity_problems(conn, check="quick")
+
+    def job_figures(self) -> JobFigures:
+        """Count jobs per status and find the oldest pending and running ones, in one snapshot."""
+        with self._pool.reading("reading job figures") as conn:
+            counts = dict(conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall())
+            (pending,) = conn.execute(queries.OLDEST_PENDING_CREATED).fetchone()
+            (running,) = conn.execute(queries.OLDEST_RUNNING_STARTED).fetchone()
+        return JobFigures(
+            by_status={str(status): int(count) for status, count in counts.items()},
+            oldest_pending_created_at=None if pending is None else parse_timestamp(pending),
+            oldest_running_started_at=None if running is None else parse_timestamp(running),
+        )
 
     def recover_jobs(
         self, recovery: Recovery, now: datetime, endpoints: Sequence[str], body: RecoveryBody
