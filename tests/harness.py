@@ -22,10 +22,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 SECAUTOD = str(Path(sys.executable).parent / "secautod")
 DEADLINE = 20.0
+
+
+def in_ci() -> bool:
+    """Whether this run is CI's (CI set, as `.ci/run` runs), where every test must really run."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def require(condition: object, reason: str) -> None:
+    """Skip the calling test with `reason` unless `condition` holds; in CI, fail it instead.
+
+    A skip passes silently, so in CI a test that cannot run its real component
+    (a missing tool, privilege or kernel feature) is a failure: `.ci/run`
+    installs everything the suite needs.
+    """
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def wait_until(

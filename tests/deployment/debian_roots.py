@@ -1,0 +1,130 @@
+"""Debian 12 root file systems made with debootstrap, cached between runs.
+
+Each root is a directory under the cache, named after a hash of everything
+that goes into it (suite, mirror, packages, extra files, its parent root), so
+a change to any of them builds a new one and the stale one is removed. A root
+is built in a temporary directory and renamed into place when complete, so an
+interrupted build leaves nothing that looks usable. Commands run inside a root
+with `systemd-nspawn` (no chroot mounts to clean up on the host).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+CACHE = Path(os.environ.get("SECAUTOD_TEST_CACHE", "/var/cache/secautod-tests"))
+SUITE = "bookworm"
+MIRROR = os.environ.get("SECAUTOD_TEST_MIRROR", "http://deb.debian.org/debian")
+# Bump to rebuild every cached root after a change to how they are made.
+RECIPE_VERSION = "1"
+CLEAN_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
+
+
+class RootBuildError(RuntimeError):
+    """A command that builds a cached root failed."""
+
+
+def run_logged(argv: Sequence[str], timeout: float, **options: object) -> str:
+    """Run a build step; raise RootBuildError with the end of its output if it fails."""
+    result = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env=CLEAN_ENV,
+        **options,  # type: ignore[arg-type]
+    )
+    if result.returncode != 0:
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
+        raise RootBuildError(f"{' '.join(argv)} exited {result.returncode}:\n{output}")
+    return result.stdout
+
+
+def nspawn(
+    root: Path,
+    argv: Sequence[str],
+    binds: Mapping[Path, str] | None = None,
+    read_only_binds: Mapping[Path, str] | None = None,
+    timeout: float = 900,
+) -> str:
+    """Run `argv` inside `root` (not booted) with systemd-nspawn, sharing the host's network."""
+    options = ["--quiet", "--register=no", "--keep-unit", "--resolv-conf=replace-host"]
+    options += [f"--bind={host}:{inside}" for host, inside in (binds or {}).items()]
+    options += [f"--bind-ro={host}:{inside}" for host, inside in (read_only_binds or {}).items()]
+    options += [f"--setenv={key}={value}" for key, value in CLEAN_ENV.items()]
+    return run_logged(["systemd-nspawn", *options, "-D", str(root), "--", *argv], timeout)
+
+
+def recipe_key(recipe: Mapping[str, object]) -> str:
+    """A short hash naming a root built from `recipe`."""
+    text = json.dumps({"version": RECIPE_VERSION, **recipe}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_root(
+    name: str,
+    packages: Sequence[str],
+    parent: Path | None = None,
+    files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """A cached root: `parent` (or a new minbase) plus `packages` and `files` (path -> content)."""
+    recipe = {
+        "suite": SUITE,
+        "mirror": MIRROR,
+        "parent": parent.name if parent else None,
+        "packages": sorted(packages),
+        "files": {path: hashlib.sha256(data).hexdigest() for path, data in (files or {}).items()},
+    }
+    root = CACHE / f"{name}-{recipe_key(recipe)}"
+    if root.is_dir():
+        return root
+    CACHE.mkdir(parents=True, exist_ok=True)
+    CACHE.chmod(0o700)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
+    try:
+        if parent is None:
+            run_logged(["debootstrap", "--variant=minbase", SUITE, str(work), MIRROR], timeout=1800)
+        else:
+            work.rmdir()
+            run_logged(["cp", "-a", "--reflink=auto", str(parent), str(work)], timeout=900)
+        for path, data in (files or {}).items():
+            target = work / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if parent is None or packages:
+            nspawn(work, ["apt-get", "update", "-q"])
+        if packages:
+            nspawn(
+                work,
+                ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+            )
+        nspawn(work, ["apt-get", "clean"])
+        # Stale roots of the same name (an older recipe) go; this one takes their place.
+        for stale in CACHE.glob(f"{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        work.rename(root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return root
+
+
+def minbase() -> Path:
+    """A `debootstrap --variant=minbase` Debian 12 root, package lists refreshed."""
+    return cached_root("minbase", [])
+
+
+def systemd_root() -> Path:
+    """Debian 12 minbase with systemd, systemd-sysv and dbus: a system that boots."""
+    return cached_root("systemd", ["systemd", "systemd-sysv", "dbus"], parent=minbase())
