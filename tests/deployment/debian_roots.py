@@ -128,3 +128,9 @@ def minbase() -> Path:
 def systemd_root() -> Path:
     """Debian 12 minbase with systemd, systemd-sysv and dbus: a system that boots."""
     return cached_root("systemd", ["systemd", "systemd-sysv", "dbus"], parent=minbase())
+
+
+def container_base_root(files: Mapping[str, bytes]) -> Path:
+    """Debian 12 minbase with Python and pip (what python:3.11-slim gives), plus `files`."""
+    packages = ["python3", "python3-venv", "python3-pip", "python-is-python3", "ca-certificates"]
+    return cached_root("container-base", packages, parent=minbase(), files=files)
