@@ -23,7 +23,7 @@ CACHE = Path(os.environ.get("SECAUTOD_TEST_CACHE", "/var/cache/secautod-tests"))
 SUITE = "bookworm"
 MIRROR = os.environ.get("SECAUTOD_TEST_MIRROR", "http://deb.debian.org/debian")
 # Bump to rebuild every cached root after a change to how they are made.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 CLEAN_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
@@ -36,10 +36,15 @@ class RootBuildError(RuntimeError):
 
 
 def run_logged(argv: Sequence[str], timeout: float, **options: object) -> str:
-    """Run a build step; raise RootBuildError with the end of its output if it fails."""
+    """Run a build step and return its output (stdout and stderr, interleaved).
+
+    Raise RootBuildError with the end of that output if it fails.
+    """
     result = subprocess.run(
         list(argv),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         text=True,
         check=False,
         timeout=timeout,
@@ -47,7 +52,7 @@ def run_logged(argv: Sequence[str], timeout: float, **options: object) -> str:
         **options,  # type: ignore[arg-type]
     )
     if result.returncode != 0:
-        output = "\n".join((result.stdout + result.stderr).splitlines()[-60:])
+        output = "\n".join(result.stdout.splitlines()[-60:])
         raise RootBuildError(f"{' '.join(argv)} exited {result.returncode}:\n{output}")
     return result.stdout
 
@@ -61,6 +66,8 @@ def nspawn(
 ) -> str:
     """Run `argv` inside `root` (not booted) with systemd-nspawn, sharing the host's network."""
     options = ["--quiet", "--register=no", "--keep-unit", "--resolv-conf=replace-host"]
+    # No pseudo-terminal: plain output, no colours, nothing waiting for input.
+    options += ["--console=pipe"]
     options += [f"--bind={host}:{inside}" for host, inside in (binds or {}).items()]
     options += [f"--bind-ro={host}:{inside}" for host, inside in (read_only_binds or {}).items()]
     options += [f"--setenv={key}={value}" for key, value in CLEAN_ENV.items()]
@@ -78,14 +85,16 @@ def cached_root(
     packages: Sequence[str],
     parent: Path | None = None,
     files: Mapping[str, bytes] | None = None,
+    commands: Sequence[Sequence[str]] = (),
 ) -> Path:
-    """A cached root: `parent` (or a new minbase) plus `packages` and `files` (path -> content)."""
+    """A cached root: `parent` (or a new minbase) plus `packages`, `files` (path -> content), then `commands`."""
     recipe = {
         "suite": SUITE,
         "mirror": MIRROR,
         "parent": parent.name if parent else None,
         "packages": sorted(packages),
         "files": {path: hashlib.sha256(data).hexdigest() for path, data in (files or {}).items()},
+        "commands": [list(command) for command in commands],
     }
     root = CACHE / f"{name}-{recipe_key(recipe)}"
     if root.is_dir():
@@ -103,17 +112,21 @@ def cached_root(
             target = work / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        if parent is None or packages:
+        if parent is None or packages or commands:
             nspawn(work, ["apt-get", "update", "-q"])
         if packages:
             nspawn(
                 work,
                 ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
             )
+        for command in commands:
+            nspawn(work, command)
         nspawn(work, ["apt-get", "clean"])
         # Stale roots of the same name (an older recipe) go; this one takes their place.
         for stale in CACHE.glob(f"{name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        # A file system's root is 0755 (mkdtemp made it 0700): a service user must reach /.
+        work.chmod(0o755)
         work.rename(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -134,3 +147,28 @@ def container_base_root(files: Mapping[str, bytes]) -> Path:
     """Debian 12 minbase with Python and pip (what python:3.11-slim gives), plus `files`."""
     packages = ["python3", "python3-venv", "python3-pip", "python-is-python3", "ca-certificates"]
     return cached_root("container-base", packages, parent=minbase(), files=files)
+
+
+def build_root(control: bytes) -> Path:
+    """A root to build the .deb in: systemd_root() plus the Build-Depends of `control`."""
+    return cached_root(
+        "deb-build",
+        [],
+        parent=systemd_root(),
+        files={"/var/tmp/secautod-build-depends/debian/control": control},
+        commands=[
+            [
+                "apt-get",
+                "build-dep",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "/var/tmp/secautod-build-depends",
+            ]
+        ],
+    )
+
+
+def runtime_root(depends: Sequence[str]) -> Path:
+    """systemd_root() plus the .deb's dependencies, so installing it needs no network."""
+    return cached_root("deb-runtime", depends, parent=systemd_root())
