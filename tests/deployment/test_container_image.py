@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -84,7 +85,7 @@ class Podman:
 
 def host_pip_settings() -> dict[str, str]:
     """The host's pip index settings that a build can use too (no file:// indexes)."""
-    result = run([os.fsdecode(shutil.which("python3") or "python3"), "-m", "pip", "config", "list"])
+    result = run([sys.executable, "-m", "pip", "config", "list"])
     settings: dict[str, str] = {}
     for line in result.stdout.splitlines():
         key, _, value = line.partition("=")

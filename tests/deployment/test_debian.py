@@ -66,7 +66,7 @@ def tail(result_text: str, lines: int = 80) -> str:
 
 @pytest.fixture(scope="module")
 def nspawn_tools() -> None:
-    """Require root, debootstrap, systemd-nspawn and nsenter (Debian's systemd-container...)."""
+    """Require root, debootstrap, systemd-nspawn (systemd-container), nsenter and dpkg-deb."""
     tools = ("debootstrap", "systemd-nspawn", "nsenter", "dpkg-deb")
     missing = [tool for tool in tools if shutil.which(tool) is None]
     require(os.geteuid() == 0, "building and booting a Debian root needs root")
