@@ -10,6 +10,7 @@ with `systemd-nspawn` (no chroot mounts to clean up on the host).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -101,6 +102,23 @@ def cached_root(
         return root
     CACHE.mkdir(parents=True, exist_ok=True)
     CACHE.chmod(0o700)
+    # One builder at a time (two checkouts' test runs may share this cache).
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not root.is_dir():
+            make_root(root, parent, packages, files or {}, commands)
+    return root
+
+
+def make_root(
+    root: Path,
+    parent: Path | None,
+    packages: Sequence[str],
+    files: Mapping[str, bytes],
+    commands: Sequence[Sequence[str]],
+) -> None:
+    """Build `root` in a temporary directory, then rename it into place (see cached_root)."""
+    name = root.name.rpartition("-")[0]
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
     try:
         if parent is None:
@@ -108,7 +126,7 @@ def cached_root(
         else:
             work.rmdir()
             run_logged(["cp", "-a", "--reflink=auto", str(parent), str(work)], timeout=900)
-        for path, data in (files or {}).items():
+        for path, data in files.items():
             target = work / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
@@ -130,7 +148,6 @@ def cached_root(
         work.rename(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return root
 
 
 def minbase() -> Path:
