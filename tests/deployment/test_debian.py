@@ -212,11 +212,15 @@ def machine(deb: Path) -> Iterator[Machine]:
                 timeout=BOOT_DEADLINE,
                 what="the container's systemd",
             )
-            wait_until(
-                lambda: manager_answers(booted),
-                timeout=BOOT_DEADLINE,
-                what="the container's systemd to answer systemctl",
-            )
+            try:
+                wait_until(
+                    lambda: manager_answers(booted),
+                    timeout=BOOT_DEADLINE,
+                    what="the container's systemd to answer systemctl",
+                )
+            except AssertionError as error:
+                console_text = console.read_text(errors="replace")
+                raise AssertionError(f"{error}; console:\n{console_text}") from None
             yield booted
         finally:
             # nspawn turns SIGTERM into an orderly shutdown of the container.
