@@ -36,7 +36,7 @@ class RootBuildError(RuntimeError):
     """A command that builds a cached root failed."""
 
 
-def run_logged(argv: Sequence[str], timeout: float, **options: object) -> str:
+def run_logged(argv: Sequence[str], timeout: float) -> str:
     """Run a build step and return its output (stdout and stderr, interleaved).
 
     Raise RootBuildError with the end of that output if it fails.
@@ -50,7 +50,6 @@ def run_logged(argv: Sequence[str], timeout: float, **options: object) -> str:
         check=False,
         timeout=timeout,
         env=CLEAN_ENV,
-        **options,  # type: ignore[arg-type]
     )
     if result.returncode != 0:
         output = "\n".join(result.stdout.splitlines()[-60:])
