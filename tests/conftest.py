@@ -17,6 +17,8 @@ from secautod import Job, JobStatus, JobStore
 # Tests import the shared helpers in tests/harness.py as `harness`.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from harness import require
+
 # The session's start, so data made relative to it stays "recent" to a daemon
 # that cleans up by the real clock; tests that assert literal dates use their own.
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -79,10 +81,10 @@ def small_tmpfs() -> Iterator[Callable[[Path, str], Path]]:
             text=True,
             check=False,
         )
-        if result.returncode != 0:
-            pytest.skip(
-                f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {result.stderr.strip()}"
-            )
+        require(
+            result.returncode == 0,
+            f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {result.stderr.strip()}",
+        )
         mounted.append(where)
         return where
 

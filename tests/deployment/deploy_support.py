@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness import wait_until  # noqa: F401 - re-exported for the deployment tests
+from harness import require, wait_until  # noqa: F401 - re-exported for the deployment tests
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "secautod.service"

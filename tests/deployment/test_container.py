@@ -29,6 +29,7 @@ from deploy_support import (
     can_unshare,
     describe,
     json_events,
+    require,
     run,
     started,
     stop,
@@ -256,12 +257,18 @@ def test_compose_example_outlasts_the_shutdown_deadline() -> None:
 
 
 # -- the entrypoint as PID 1 ------------------------------------------------------------
-needs_pid_namespaces = pytest.mark.skipif(
-    os.geteuid() != 0
-    or shutil.which("nsenter") is None
-    or not can_unshare("--pid", "--fork", "--mount-proc"),
-    reason="creating and entering PID namespaces needs root (CAP_SYS_ADMIN), unshare and nsenter",
-)
+@pytest.fixture
+def pid_namespaces() -> None:
+    """Require what creating and entering PID namespaces takes: root, unshare and nsenter."""
+    require(
+        os.geteuid() == 0
+        and shutil.which("nsenter") is not None
+        and can_unshare("--pid", "--fork", "--mount-proc"),
+        "creating and entering PID namespaces needs root (CAP_SYS_ADMIN), unshare and nsenter",
+    )
+
+
+needs_pid_namespaces = pytest.mark.usefixtures("pid_namespaces")
 
 
 def start_as_pid1(tmp_path: Path, notify: NotifySocket) -> tuple[list[str], dict[str, str]]:

@@ -1,57 +1,62 @@
-"""The Debian package: built offline with Debian's own libraries, installed, run.
+"""The Debian package: built offline in a Debian 12 root, installed with apt, booted under systemd.
 
-The slowest deployment test: it installs the build dependencies with
-apt-get, builds with packaging/build-deb.sh (dpkg-buildpackage -us -uc -b in
-a copy of the source tree, without network), installs the .deb with apt-get
-and runs the installed daemon as its service user. The package is purged
-afterwards.
+Nothing is installed on the host. packaging/build-deb.sh runs inside a cached
+debootstrap root that has the build dependencies (systemd-nspawn, not
+booted); the .deb is installed with apt-get into a fresh copy of a cached
+`debootstrap --variant=minbase` root with systemd, systemd-sysv and dbus (and
+the package's dependencies, so the install needs no network), which then
+boots under `systemd-nspawn -b`. The tests drive it with `nsenter` into its
+namespaces and `systemctl`, as an operator would. A drop-in shortens the
+watchdog to a few seconds, so its tests take seconds, not minutes. The copy
+is removed afterwards; the cached roots stay under /var/cache/secautod-tests.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pwd
+import re
 import shutil
+import signal
 import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import debian_roots
 import pytest
 from deploy_support import (
     CLEAN_PATH,
     REPO,
     SYSTEM_CONFIG,
-    NotifySocket,
-    can_unshare,
     describe,
     json_events,
+    require,
     run,
-    started,
-    stop,
+    wait_until,
 )
 
 import secautod
 
-pytestmark = [
-    pytest.mark.debian,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("apt-get") is None or shutil.which("dpkg") is None,
-        reason="building and installing the Debian package needs root, apt-get and dpkg",
-    ),
-]
+pytestmark = pytest.mark.debian
 
-
-def already_installed() -> bool:
-    """Whether a secautod package is installed on this machine already."""
-    result = run(["dpkg-query", "--show", "--showformat=${Status}", "secautod"])
-    return result.stdout.endswith(" installed")
-
-
-# No pyenv shims or virtualenvs: the system's own python3 only.
 CLEAN_ENV = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
-DATA_DIRECTORY = Path("/var/lib/secautod")
 DIST_PACKAGES = "usr/lib/python3/dist-packages/secautod"
+MAX_EXPOSURE = 1.1
+# Short enough for a test, long enough for a busy 2-core machine: the daemon
+# pings at half of it.
+WATCHDOG_SECONDS = 6
+WATCHDOG_DROP_IN = f"""\
+# Added by the test: a short watchdog, so a hang is noticed within seconds.
+[Service]
+WatchdogSec={WATCHDOG_SECONDS}s
+TimeoutAbortSec=10s
+"""
+BOOT_DEADLINE = 120.0
+SERVICE_DEADLINE = 60.0
 
 
 def tail(result_text: str, lines: int = 80) -> str:
@@ -60,50 +65,192 @@ def tail(result_text: str, lines: int = 80) -> str:
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the package once for this module; return the .deb."""
+def nspawn_tools() -> None:
+    """Require root, debootstrap, systemd-nspawn (systemd-container), nsenter and dpkg-deb."""
+    tools = ("debootstrap", "systemd-nspawn", "nsenter", "dpkg-deb")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    require(os.geteuid() == 0, "building and booting a Debian root needs root")
+    require(not missing, f"not installed: {', '.join(missing)} (see .ci/run)")
+
+
+@pytest.fixture(scope="module")
+def deb(nspawn_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the package once for this module, inside the cached build root; return the .deb."""
+    control = (REPO / "packaging" / "debian" / "control").read_bytes()
+    root = debian_roots.build_root(control)
     output = tmp_path_factory.mktemp("deb")
-    result = run([str(REPO / "packaging" / "build-deb.sh"), str(output)], timeout=1800)
-    assert result.returncode == 0, f"{tail(result.stdout)}\n{tail(result.stderr)}"
-    (output / "build.log").write_text(result.stdout)
+    try:
+        log = debian_roots.nspawn(
+            root,
+            ["/bin/sh", "/src/packaging/build-deb.sh", "/out"],
+            binds={output: "/out"},
+            read_only_binds={REPO: "/src"},
+            timeout=1800,
+        )
+    except debian_roots.RootBuildError as error:
+        pytest.fail(str(error), pytrace=False)
+    (output / "build.log").write_text(log)
     (package,) = output.glob(f"secautod_{secautod.__version__}_all.deb")
     return package
 
 
-@pytest.fixture(scope="module")
-def installed(deb: Path) -> Iterator[Path]:
-    """Install the built package with apt-get; purge it afterwards."""
-    if already_installed():
-        pytest.skip("secautod is installed on this machine; `apt-get purge secautod` to test")
-    data_existed = DATA_DIRECTORY.exists()
-    result = run(
-        ["apt-get", "install", "-y", "--no-install-recommends", f"./{deb.name}"],
-        cwd=deb.parent,
-        env=CLEAN_ENV,
-        timeout=900,
-    )
+def depends_of(deb: Path) -> list[str]:
+    """The package names the .deb depends on (first of each alternative, no versions)."""
+    result = run(["dpkg-deb", "--field", str(deb), "Depends"], env=CLEAN_ENV)
     assert result.returncode == 0, describe(result)
-    yield deb
-    purged = run(["apt-get", "purge", "-y", "secautod"], env=CLEAN_ENV, timeout=900)
-    assert purged.returncode == 0, describe(purged)
-    if not data_existed:
-        shutil.rmtree(DATA_DIRECTORY, ignore_errors=True)
+    names = []
+    for item in result.stdout.split(","):
+        name = item.split("|")[0].split()[0].removesuffix(":any")
+        names.append(name)
+    return sorted(set(names))
 
 
-@pytest.fixture
-def service_notify_socket() -> Iterator[NotifySocket]:
-    """A notify socket the secautod user can send to (pytest's tmp_path is root-only)."""
-    directory = Path(tempfile.mkdtemp(prefix="secautod-notify-"))
-    directory.chmod(0o711)
-    notify = NotifySocket(directory)
-    user = pwd.getpwnam("secautod")
-    os.chown(notify.path, user.pw_uid, user.pw_gid)
-    yield notify
-    notify.close()
-    shutil.rmtree(directory, ignore_errors=True)
+@dataclass
+class Machine:
+    """A booted Debian 12 system (systemd-nspawn -b) and the pid of its systemd."""
+
+    root: Path
+    process: subprocess.Popen[bytes]
+    console: Path
+    leader: int = 0
+
+    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `argv` inside the machine's namespaces, as root."""
+        enter = ["nsenter", "-t", str(self.leader), "-m", "-u", "-i", "-p", "-n", "--"]
+        return run([*enter, *argv], env=CLEAN_ENV, timeout=timeout)
+
+    def check(self, *argv: str, timeout: float = 60) -> str:
+        """Run `argv` inside, fail the test unless it exits 0, and return its output."""
+        result = self.run(*argv, timeout=timeout)
+        assert result.returncode == 0, describe(result)
+        return result.stdout
+
+    def show(self, *properties: str) -> dict[str, str]:
+        """`systemctl show secautod` for `properties`, as a dict."""
+        output = self.check("systemctl", "show", "secautod", *(f"-p{p}" for p in properties))
+        return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+    def journal_events(self) -> list[dict[str, Any]]:
+        """What the daemon logged to the journal, each line parsed as a JSON object."""
+        output = self.check(
+            "journalctl", "--no-pager", "-o", "cat", "_SYSTEMD_UNIT=secautod.service"
+        )
+        return json_events(output)
+
+    def events_named(self, name: str) -> list[dict[str, Any]]:
+        """The daemon's journal events called `name`."""
+        return [event for event in self.journal_events() if event["event"] == name]
 
 
-@pytest.mark.skipif(not can_unshare("--net"), reason="no network namespaces here to build in")
+def machine_leader(nspawn_pid: int) -> int | None:
+    """The host pid of the systemd that nspawn started as PID 1 of its container."""
+    parents: dict[int, int] = {}
+    first_in_namespace: set[int] = set()
+    for entry in Path("/proc").glob("[0-9]*/status"):
+        try:
+            status = entry.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(entry.parent.name)
+        if match := re.search(r"^PPid:\s+(\d+)$", status, re.MULTILINE):
+            parents[pid] = int(match[1])
+        if re.search(r"^NSpid:\s+\d+\s+1$", status, re.MULTILINE):
+            first_in_namespace.add(pid)
+    for pid in first_in_namespace:
+        ancestor = parents.get(pid, 0)
+        while ancestor > 1 and ancestor != nspawn_pid:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == nspawn_pid:
+            return pid
+    return None
+
+
+def manager_answers(machine: Machine) -> bool:
+    """Whether the container's systemd answers systemctl (it may still be starting units)."""
+    state = machine.run("systemctl", "is-system-running").stdout.strip()
+    return state in {"starting", "running", "degraded"}
+
+
+@pytest.fixture(scope="module")
+def machine(deb: Path) -> Iterator[Machine]:
+    """A fresh copy of the cached systemd root, the .deb installed with apt, booted."""
+    runtime = debian_roots.runtime_root(depends_of(deb))
+    workdir = Path(tempfile.mkdtemp(prefix="secautod-machine-", dir="/var/tmp"))
+    root = workdir / "root"
+    try:
+        debian_roots.run_logged(["cp", "-a", "--reflink=auto", str(runtime), str(root)], 900)
+        debian_roots.nspawn(
+            root,
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", f"/mnt/{deb.name}"],
+            read_only_binds={deb.parent: "/mnt"},
+        )
+        drop_in = root / "etc/systemd/system/secautod.service.d/watchdog.conf"
+        drop_in.parent.mkdir(parents=True)
+        drop_in.write_text(WATCHDOG_DROP_IN)
+        console = workdir / "console.log"
+        with console.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    "systemd-nspawn",
+                    "-D",
+                    str(root),
+                    "--register=no",
+                    "--keep-unit",
+                    "--console=passive",
+                    "--quiet",
+                    "-b",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=CLEAN_ENV,
+            )
+        booted = Machine(root, process, console)
+        try:
+            booted.leader = wait_until(
+                lambda: process.poll() is None and machine_leader(process.pid),
+                timeout=BOOT_DEADLINE,
+                what="the container's systemd",
+            )
+            try:
+                wait_until(
+                    lambda: manager_answers(booted),
+                    timeout=BOOT_DEADLINE,
+                    what="the container's systemd to answer systemctl",
+                )
+            except AssertionError as error:
+                console_text = console.read_text(errors="replace")
+                raise AssertionError(f"{error}; console:\n{console_text}") from None
+            yield booted
+        finally:
+            # nspawn turns SIGTERM into an orderly shutdown of the container.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=SERVICE_DEADLINE + 30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def service(machine: Machine) -> Machine:
+    """The machine once secautod.service is active and its first backup is taken."""
+    wait_until(
+        lambda: machine.show("ActiveState")["ActiveState"] == "active",
+        timeout=SERVICE_DEADLINE,
+        what="secautod.service to be active",
+    )
+    wait_until(
+        lambda: machine.events_named("backup_completed"),
+        timeout=SERVICE_DEADLINE,
+        what="the first backup",
+    )
+    return machine
+
+
+# -- the .deb itself ---------------------------------------------------------------
 def test_package_builds_offline(deb: Path) -> None:
     """dpkg-buildpackage ran in a network namespace without interfaces, so the build needs no network."""
     build_log = (deb.parent / "build.log").read_text().splitlines()
@@ -137,67 +284,121 @@ def test_config_is_a_conffile(deb: Path) -> None:
 
 def test_depends_on_debians_python_libraries(deb: Path) -> None:
     """The package depends on the distribution's python3 libraries, not on vendored copies."""
-    result = run(["dpkg-deb", "--field", str(deb), "Depends"], env=CLEAN_ENV)
-    depends = {item.split()[0] for item in result.stdout.replace("|", ",").split(",")}
     assert {
         "python3-apscheduler",
         "python3-structlog",
         "python3-yaml",
         "python3-sdnotify",
-    } <= depends
+    } <= set(depends_of(deb))
 
 
-def test_installed_command_runs_on_the_system_python(installed: Path) -> None:
+# -- installed and booted ------------------------------------------------------------
+def test_installed_command_runs_on_the_system_python(machine: Machine) -> None:
     """/usr/bin/secautod starts with #!/usr/bin/python3 and prints the package's version."""
-    assert Path("/usr/bin/secautod").read_text().splitlines()[0] == "#!/usr/bin/python3"
-    result = run(["/usr/bin/secautod", "--version"], env=CLEAN_ENV)
-    assert result.returncode == 0, describe(result)
-    assert result.stdout.strip() == f"secautod {secautod.__version__}"
+    assert (machine.root / "usr/bin/secautod").read_text().splitlines()[0] == "#!/usr/bin/python3"
+    output = machine.check("/usr/bin/secautod", "--version")
+    assert output.strip() == f"secautod {secautod.__version__}"
 
 
-def test_installed_service_user_and_data_directory(installed: Path) -> None:
+def test_installed_service_user_and_data_directory(service: Machine) -> None:
     """Installing creates the system user secautod and its owner-only /var/lib/secautod."""
-    user = pwd.getpwnam("secautod")
-    assert user.pw_uid < 1000
-    assert (user.pw_dir, user.pw_shell) == (str(DATA_DIRECTORY), "/usr/sbin/nologin")
-    info = DATA_DIRECTORY.stat()
-    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o700, user.pw_uid)
+    fields = service.check("getent", "passwd", "secautod").strip().split(":")
+    assert 0 < int(fields[2]) < 1000
+    assert fields[5:] == ["/var/lib/secautod", "/usr/sbin/nologin"]
+    for path, mode in (("var/lib/secautod", 0o700), ("var/lib/secautod/jobs.db", 0o600)):
+        info = (service.root / path).stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (mode, int(fields[2])), path
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
-def test_installed_unit_passes_systemd_analyze_verify(installed: Path, tmp_path: Path) -> None:
-    """The installed unit verifies cleanly against the installed executable and user."""
-    result = run(
-        ["systemd-analyze", "verify", "/lib/systemd/system/secautod.service"],
-        cwd=tmp_path,
-        env=CLEAN_ENV,
-    )
+def test_installed_unit_passes_systemd_analyze_verify(service: Machine) -> None:
+    """Inside the booted system, the installed unit verifies cleanly."""
+    result = service.run("systemd-analyze", "verify", "/lib/systemd/system/secautod.service")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), describe(result)
 
 
-def test_installed_daemon_runs_as_the_service_user_until_sigterm(
-    installed: Path, service_notify_socket: NotifySocket, tmp_path: Path
-) -> None:
-    """The installed daemon, as user secautod on the packaged config, reaches READY=1 and exits 0 on SIGTERM."""
-    argv = [
-        "setpriv",
-        "--reuid=secautod",
-        "--regid=secautod",
-        "--init-groups",
-        "/usr/bin/secautod",
-        "run",
-        "--config",
-        SYSTEM_CONFIG,
-    ]
-    environment = {**CLEAN_ENV, "NOTIFY_SOCKET": str(service_notify_socket.path)}
-    log = tmp_path / "daemon.log"
-    with started(argv, environment, log) as daemon:
-        service_notify_socket.wait_for("READY=1")
-        interpreter = Path(f"/proc/{daemon.pid}/exe").resolve()
-        assert interpreter == Path("/usr/bin/python3").resolve()
-        assert stop(daemon.pid, daemon) == 0, log.read_text()
-    events = json_events(log.read_text())
-    assert events[-1]["event"] == "shutdown_completed"
-    store = DATA_DIRECTORY / "jobs.db"
-    info = store.stat()
-    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, pwd.getpwnam("secautod").pw_uid)
+def test_unit_is_active_without_restarts_and_logs_json(service: Machine) -> None:
+    """After boot the service is active, running, never restarted, and its journal is JSON lines."""
+    properties = service.show("ActiveState", "SubState", "NRestarts", "Type")
+    assert properties == {
+        "ActiveState": "active",
+        "SubState": "running",
+        "NRestarts": "0",
+        "Type": "notify",
+    }
+    events = service.journal_events()
+    assert {"store_opened", "backup_completed"} <= {event["event"] for event in events}
+    assert all({"timestamp", "level", "event"} <= event.keys() for event in events)
+
+
+def test_security_exposure_is_at_most_1_1(service: Machine) -> None:
+    """`systemd-analyze security secautod` on the running system rates its exposure 1.1 or lower."""
+    output = service.check("systemd-analyze", "security", "--no-pager", "secautod")
+    match = re.search(r"Overall exposure level for secautod\.service: (\d+\.\d+)", output)
+    assert match, output
+    assert float(match[1]) <= MAX_EXPOSURE, output
+
+
+def test_cli_works_as_the_service_user(service: Machine) -> None:
+    """`runuser -u secautod -- secautod status`/`jobs stats --json` exit 0 beside the daemon."""
+    as_user = ["runuser", "-u", "secautod", "--", "secautod"]
+    status = service.run(*as_user, "status", "--config", SYSTEM_CONFIG)
+    assert status.returncode == 0, describe(status)
+    stats = service.check(*as_user, "jobs", "stats", "--json", "--config", SYSTEM_CONFIG)
+    assert json.loads(stats)["total"] == 0
+
+
+def test_reload_keeps_the_main_process(service: Machine) -> None:
+    """`systemctl reload` on minimal Debian 12 (no procps) logs reload_completed, same main PID."""
+    assert not (service.root / "bin/kill").exists(), "this root should have no /bin/kill"
+    before = service.show("MainPID")["MainPID"]
+    reloads = len(service.events_named("reload_completed"))
+    service.check("systemctl", "reload", "secautod")
+    wait_until(
+        lambda: len(service.events_named("reload_completed")) > reloads,
+        what="reload_completed in the journal",
+    )
+    after = service.show("MainPID", "ActiveState", "NRestarts")
+    assert after == {"MainPID": before, "ActiveState": "active", "NRestarts": "0"}
+
+
+def test_watchdog_pings_keep_it_alive(service: Machine) -> None:
+    """WatchdogTimestamp advances twice (WATCHDOG=1 arrives) and the service is not restarted."""
+    key = "WatchdogTimestampMonotonic"
+    seen = [service.show(key)[key]]
+
+    def advanced() -> bool:
+        value = service.show(key)[key]
+        if value != seen[-1]:
+            seen.append(value)
+        return len(seen) >= 3
+
+    wait_until(advanced, timeout=4 * WATCHDOG_SECONDS, what="two watchdog pings")
+    assert service.show("NRestarts", "ActiveState") == {"NRestarts": "0", "ActiveState": "active"}
+
+
+def test_watchdog_restarts_a_stopped_daemon(service: Machine) -> None:
+    """A SIGSTOP'd daemon misses its pings; systemd kills it (result watchdog) and restarts it."""
+    before = service.show("MainPID")["MainPID"]
+    service.check("systemctl", "kill", "--kill-who=main", "--signal=SIGSTOP", "secautod")
+
+    def restarted() -> dict[str, str] | None:
+        now = service.show("MainPID", "NRestarts", "ActiveState", "SubState")
+        done = now["NRestarts"] == "1" and now["MainPID"] not in {"0", before}
+        return now if done and now["SubState"] == "running" else None
+
+    wait_until(restarted, timeout=SERVICE_DEADLINE, what="a restart by the watchdog")
+    journal = service.check("journalctl", "--no-pager", "-u", "secautod", "-o", "cat")
+    assert "Watchdog timeout" in journal, journal
+
+
+def test_stop_is_a_success(service: Machine) -> None:
+    """`systemctl stop` exits 0, the unit ends inactive with Result=success after shutdown_completed."""
+    wait_until(
+        lambda: service.show("SubState")["SubState"] == "running",
+        timeout=SERVICE_DEADLINE,
+        what="the service to run",
+    )
+    service.check("systemctl", "stop", "secautod", timeout=SERVICE_DEADLINE + 30)
+    properties = service.show("ActiveState", "Result")
+    assert properties == {"ActiveState": "inactive", "Result": "success"}
+    assert service.journal_events()[-1]["event"] == "shutdown_completed"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import DaemonFactory, bulk_jobs, run_cli, write_config
+from harness import DaemonFactory, bulk_jobs, require, run_cli, write_config
 
 from secautod import JobStore
 
@@ -38,9 +38,10 @@ API_WRITER = textwrap.dedent(
 
 @pytest.fixture
 def sqlite3_shell() -> str:
+    """The sqlite3 shell's path (Debian's package sqlite3, which .ci/run installs)."""
     path = shutil.which("sqlite3")
-    if path is None:
-        pytest.skip("the sqlite3 shell is not installed (.ci/run installs it)")
+    require(path is not None, "the sqlite3 shell is not installed (apt-get install sqlite3)")
+    assert path is not None
     return path
 
 

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from harness import write_config
+from harness import require, write_config
 
 import secautod.commands
 import secautod.daemon  # noqa: F401 - imported before the privilege drop
@@ -26,8 +26,7 @@ NOBODY = 65534
 
 def run_as_nobody(*argv: str) -> tuple[int, str]:
     """Run `secautod ARGV` in a child process that runs as uid/gid 65534."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to an unprivileged user")
+    require(os.geteuid() == 0, "needs root to switch to an unprivileged user")
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: drop privileges, run, report
