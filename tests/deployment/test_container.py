@@ -230,7 +230,7 @@ def excluded_by_dockerignore(path: str, patterns: list[str]) -> bool:
         ("pyproject.toml", False),
         ("README.md", False),
         ("secautod/cli.py", False),
-        ("secautod/migrations/0001_jobs_table.sql", False),
+        ("secautod/store/sqlite/migrations/0001_jobs_table.sql", False),
         ("secautod/py.typed", False),
         ("packaging/config.yaml", False),
         ("secautod/__pycache__/cli.cpython-311.pyc", True),

@@ -262,7 +262,7 @@ def test_package_holds_program_unit_user_config_and_migrations(deb: Path) -> Non
     """The .deb ships /usr/bin/secautod, the unit, sysusers/tmpfiles files, the config and the SQL migrations."""
     listing = run(["dpkg-deb", "--contents", str(deb)], env=CLEAN_ENV)
     paths = {line.split()[-1].removeprefix("./") for line in listing.stdout.splitlines()}
-    migrations = sorted((REPO / "secautod" / "migrations").glob("*.sql"))
+    migrations = sorted((REPO / "secautod" / "store" / "sqlite" / "migrations").glob("*.sql"))
     assert migrations
     expected = {
         "usr/bin/secautod",
@@ -271,7 +271,7 @@ def test_package_holds_program_unit_user_config_and_migrations(deb: Path) -> Non
         "usr/lib/tmpfiles.d/secautod.conf",
         "etc/secautod/config.yaml",
         f"{DIST_PACKAGES}/py.typed",
-        *(f"{DIST_PACKAGES}/migrations/{path.name}" for path in migrations),
+        *(f"{DIST_PACKAGES}/store/sqlite/migrations/{path.name}" for path in migrations),
     }
     assert expected <= paths, describe(listing)
 
