@@ -97,7 +97,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         else [structlog.dev.ConsoleRenderer(colors=False)]
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.PositionalArgumentsFormatter()],
+        foreign_pre_chain=[
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            _name_scheduler_events,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -128,6 +132,38 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+# APScheduler logs prose; each line gets a snake_case event name (SPEC §5)
+# and keeps the sentence as `detail`. The first needle found names it.
+_SCHEDULER_EVENTS = (
+    ("maximum number of running instances reached", "scheduler_run_skipped"),
+    ("was missed by", "scheduler_run_missed"),
+    ("raised an exception", "scheduler_job_failed"),
+    ("executed successfully", "scheduler_job_completed"),
+    ("Running job", "scheduler_job_started"),
+    ("Added job", "scheduler_job_added"),
+    ("Adding job tentatively", "scheduler_job_added"),
+    ("Removed job", "scheduler_job_removed"),
+    ("Scheduler started", "scheduler_started"),
+    ("Scheduler has been shut down", "scheduler_stopped"),
+    ("Looking for jobs to run", "scheduler_woke_up"),
+    ("Next wakeup is due", "scheduler_sleeping"),
+    ("No jobs; waiting", "scheduler_idle"),
+)
+
+
+def _name_scheduler_events(_logger: Any, _method: str, event_dict: Any) -> Any:
+    """Give APScheduler's prose lines a snake_case event name, keeping the prose as `detail`."""
+    record = event_dict.get("_record")
+    if record is None or not record.name.startswith("apscheduler"):
+        return event_dict
+    message = str(event_dict.get("event", ""))
+    event_dict["event"] = next(
+        (name for needle, name in _SCHEDULER_EVENTS if needle in message), "scheduler_message"
+    )
+    event_dict["detail"] = message
+    return event_dict
 
 
 _STANDARD_KEYS = ("timestamp", "level", "logger", "event")

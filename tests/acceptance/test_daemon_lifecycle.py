@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -211,6 +212,8 @@ def test_stderr_is_json_even_for_library_warnings(tmp_path: Path, daemons: Daemo
     assert any(name.startswith("apscheduler") for name in loggers)
     for line in daemon.log_path.read_text().splitlines():
         assert isinstance(json.loads(line), dict)
+    names = {entry["event"] for entry in daemon.events()}
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in names), names
 
 
 def test_database_file_and_wal_are_owner_only(tmp_path: Path, daemons: DaemonFactory) -> None:

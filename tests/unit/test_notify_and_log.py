@@ -188,3 +188,26 @@ def test_console_format_is_readable_text(tmp_path: Path) -> None:
     assert "store_opened" in text
     assert "path=/data/jobs.db" in text
     assert not text.lstrip().startswith("{")
+
+
+def test_apscheduler_lines_get_snake_case_event_names() -> None:
+    """APScheduler's prose warnings come out with a snake_case `event` and the sentence as `detail`."""
+    import io
+    import json
+    import logging
+    import re
+
+    from secautod.log import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("debug", "json", stream)
+    logging.getLogger("apscheduler.scheduler").warning(
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        "backup",
+        1,
+    )
+    logging.getLogger("apscheduler.executors.default").info("Something APScheduler never said")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["scheduler_run_skipped", "scheduler_message"]
+    assert "maximum number of running instances reached (1)" in lines[0]["detail"]
+    assert all(re.fullmatch(r"[a-z_]+", line["event"]) for line in lines)
