@@ -177,14 +177,17 @@ UPDATE jobs SET {_FAIL_JOB}
 WHERE status = 'running'
   AND id IN (SELECT job_id FROM job_claims WHERE session_id = :session_id)
 {_RETURN_RECOVERED}"""
-RECOVER_UNCLAIMED_JOBS = f"""
-UPDATE jobs SET {_FAIL_JOB}
-WHERE status = 'running' AND NOT {_CLAIMED_BY_LIVE_SESSION}
+_UNCLAIMED_TO_RECOVER = f"""status = 'running' AND NOT {_CLAIMED_BY_LIVE_SESSION}
   AND (:started_before IS NULL
        OR julianday(coalesce(started_at, created_at)) < julianday(:started_before))
   AND (:updated_before IS NULL
-       OR julianday(coalesce(updated_at, started_at, created_at)) < julianday(:updated_before))
+       OR julianday(coalesce(updated_at, started_at, created_at)) < julianday(:updated_before))"""
+RECOVER_UNCLAIMED_JOBS = f"""
+UPDATE jobs SET {_FAIL_JOB}
+WHERE {_UNCLAIMED_TO_RECOVER}
 {_RETURN_RECOVERED}"""
+# Asked with a plain read first, so a check with nothing to recover takes no lock.
+ANY_UNCLAIMED_TO_RECOVER = f"SELECT EXISTS (SELECT 1 FROM jobs WHERE {_UNCLAIMED_TO_RECOVER})"
 QUEUE_NOTIFICATION = """
 INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
 VALUES (?1, ?2, ?3, ?4, ?5, ?5)"""

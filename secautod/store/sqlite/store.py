@@ -380,6 +380,13 @@ class SQLiteJobStore(JobStore):
         """Fail the running jobs `recovery` selects, queueing `body(job)` for each endpoint."""
         stamp = format_timestamp(require_aware(now, "now"))
         params: dict[str, Any] = {"now": stamp, "error": recovery.error}
+        if recovery.session_id is None:
+            params["started_before"] = format_optional(recovery.started_before)
+            params["updated_before"] = format_optional(recovery.updated_before)
+            with self._pool.querying("looking for interrupted jobs") as conn:
+                (found,) = conn.execute(queries.ANY_UNCLAIMED_TO_RECOVER, params).fetchone()
+            if not found:
+                return []
         # The daemon checkpoints these (maybe 100,000) rows once it is ready,
         # rather than making start-up wait for it (see `checkpoint`).
         with (
@@ -393,8 +400,6 @@ class SQLiteJobStore(JobStore):
                     return []  # declared gone already, by another check
                 rows = conn.execute(queries.RECOVER_SESSION_JOBS, params).fetchall()
             else:
-                params["started_before"] = format_optional(recovery.started_before)
-                params["updated_before"] = format_optional(recovery.updated_before)
                 rows = conn.execute(queries.RECOVER_UNCLAIMED_JOBS, params).fetchall()
             recovered = [
                 RecoveredJob(_readable_id(job_id), rowid, created, started)
