@@ -137,11 +137,7 @@ class SQLiteJobStore(JobStore):
         until: datetime | None = None,
         after: str | None = None,
     ) -> list[Job]:
-        """Return jobs newest first (by creation time).
-
-        `since` is inclusive and `until` exclusive; `after` is the id of the
-        last job of the previous page, so the next page starts behind it.
-        """
+        """Return jobs newest first, by creation time (see `JobStore`)."""
         params: dict[str, object] = {}
         if status is not None:
             params["status"] = JobStatus.parse(status).value
@@ -166,11 +162,7 @@ class SQLiteJobStore(JobStore):
     def update_job_status(
         self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
     ) -> None:
-        """Set a job's status, stamping `started_at` or `completed_at` as it implies.
-
-        `running` sets `started_at` and clears `completed_at`; a terminal
-        status sets `completed_at`; `pending` clears both.
-        """
+        """Set a job's status and the times it implies (see `JobStore`)."""
         params = {
             "id": job_id,
             "status": JobStatus.parse(status).value,
@@ -246,13 +238,7 @@ class SQLiteJobStore(JobStore):
         batches: Iterable[Sequence[EncodedJob]],
         on_progress: Callable[[int], None] | None = None,
     ) -> ImportCounts:
-        """Like `import_jobs`, for jobs already in the table's text form.
-
-        Each `EncodedJob` holds the ten columns in table order: JSON texts
-        (valid JSON, as `json_text.encode_json` writes or as read from a
-        legacy file), timestamps in secautod's form; a None `updated_at`
-        becomes now. The importer uses this to skip building `Job` objects.
-        """
+        """Like `import_jobs`, for jobs already in the table's text form (see `JobStore`)."""
         imported = skipped = 0
         now = format_timestamp(self._clock())
         with self._pool.writing("importing jobs") as conn:
@@ -316,13 +302,7 @@ class SQLiteJobStore(JobStore):
         should_stop: StopCheck | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete finished jobs older than `max_age`; return how many went.
-
-        Only `completed`, `failed` and `cancelled` jobs go, aged by completion
-        time (creation time if none). Work is split into short transactions;
-        if `should_stop` returns True between two of them, `CleanupAborted`
-        is raised and what was deleted so far stays deleted.
-        """
+        """Delete finished jobs older than `max_age`; return how many went (see `JobStore`)."""
         if max_age <= timedelta(0):
             raise InvalidJobError(f"max_age must be positive, got {max_age}")
         cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
