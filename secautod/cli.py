@@ -48,6 +48,16 @@ def point_in_time(text: str) -> datetime:
 
 
 _SQLITE_MAX_INTEGER = 2**63 - 1
+_STATUS_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def status_name(text: str) -> str:
+    """Parse --status: a known status or another writer's (letters, digits, `_.:-`)."""
+    if not _STATUS_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a status name such as failed or queued, got {text!r}"
+        )
+    return text
 
 
 def positive_limit(text: str) -> int:
@@ -126,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         "secautod jobs list --status failed --since 24h",
     )
     listing.add_argument(
-        "--status", choices=[status.value for status in JobStatus], help="only jobs in this status"
+        "--status",
+        type=status_name,
+        metavar="STATUS",
+        help=f"only jobs in this status ({', '.join(status.value for status in JobStatus)}, "
+        "or another writer's, such as queued)",
     )
     listing.add_argument(
         "--since",

@@ -7,6 +7,8 @@ raised and turned into one line by `cli.main()`.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +26,14 @@ from secautod.files import prepare_directory
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.lock import DirectoryLock, holder_pid
 from secautod.log import configure_logging
-from secautod.maintenance import run_backup, run_cleanup
+from secautod.maintenance import CLEANUP, run_backup, run_cleanup
 from secautod.output import (
     Progress,
     bar,
     duration_text,
+    plural,
     print_json,
+    printable,
     relative_age,
     shorten,
     size_text,
@@ -38,7 +42,7 @@ from secautod.output import (
 from secautod.runtime import open_store
 from secautod.status import StatusReport, build_status
 from secautod.store import JobStore, verify_database_file, verify_restore_source
-from secautod.store.records import describe_problems
+from secautod.store.records import JobSummary, UnreadableRow, describe_problems
 from secautod.timestamps import format_timestamp, utc_now
 
 
@@ -72,55 +76,108 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # -- jobs ---------------------------------------------------------------------------
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    """List jobs, newest first."""
+    """List jobs, newest first; a row secautod cannot read is marked, not fatal."""
+    filters = {
+        "status": args.status,
+        "limit": args.limit,
+        "since": args.since,
+        "until": args.until,
+        "after": args.after,
+    }
     with store_for(load(args, logs=False)) as store:
-        jobs = store.list_jobs(
-            status=args.status,
-            limit=args.limit,
-            since=args.since,
-            until=args.until,
-            after=args.after,
-        )
+        if args.json:
+            entries: Sequence[Job | JobSummary | UnreadableRow] = store.list_job_entries(**filters)
+        else:
+            summaries = store.list_job_summaries(**filters)  # reads no context
+            entries = summaries
     if args.json:
-        print_json([job.to_dict() for job in jobs])
-        return EX_OK
-    now = utc_now()
-    rows = [
-        [
-            job.id,
-            job.status.value,
-            relative_age(job.created_at, now),
-            relative_age(job.updated_at, now),
-            shorten(_playbook_name(job), 30),
-            shorten(job.error or "", 40),
-        ]
-        for job in jobs
-    ]
-    print(table(["id", "status", "created", "updated", "playbook", "error"], rows))
-    if args.limit is not None and len(jobs) == args.limit:
-        print(f"(first {args.limit}; next page: --after {jobs[-1].id})")
+        print_json([entry.to_dict() for entry in entries if not isinstance(entry, JobSummary)])
+    else:
+        now = utc_now()
+        rows = [_listing_row(entry, now) for entry in summaries]
+        print(table(["id", "status", "created", "updated", "playbook", "error"], rows))
+        anchor = _entry_id(entries[-1]) if entries else None
+        if args.limit is not None and len(entries) == args.limit and anchor is not None:
+            print(f"(first {args.limit}; next page: --after {printable(anchor)})")
+    _warn_unreadable([entry for entry in entries if isinstance(entry, UnreadableRow)])
+    known = {status.value for status in JobStatus}
+    if not entries and args.status is not None and args.status not in known:
+        print(
+            f"secautod: warning: no job has the status {args.status!r}, which secautod does not "
+            f"know (its own: {', '.join(sorted(known))}); other writers' statuses are listed too",
+            file=sys.stderr,
+        )
     return EX_OK
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
-    """Show one job in full."""
+    """Show one job in full (or what can be read of it)."""
     with store_for(load(args, logs=False)) as store:
-        job = store.get_job(args.job_id)
+        entry = store.load_job_entry(args.job_id)
+    if entry is None:
+        raise JobNotFoundError(args.job_id)
     if args.json:
-        print_json(job.to_dict())
-        return EX_OK
+        print_json(entry.to_dict())
+    elif isinstance(entry, UnreadableRow):
+        for name, value in entry.to_dict().items():
+            print(f"{name + ':':<14}{printable(str(value)) if value is not None else '-'}")
+    else:
+        _print_job(entry)
+    if isinstance(entry, UnreadableRow):
+        _warn_unreadable([entry])
+    return EX_OK
+
+
+def _print_job(job: Job) -> None:
     now = utc_now()
     fields = job.to_dict()
     for name in ("id", "status", "error"):
-        print(f"{name + ':':<14}{fields[name] if fields[name] is not None else '-'}")
+        value = fields[name]
+        print(f"{name + ':':<14}{printable(value) if value is not None else '-'}")
     for name in ("created_at", "started_at", "completed_at", "updated_at"):
         moment = getattr(job, name)
         when = f"{fields[name]} ({relative_age(moment, now)})" if moment else "-"
         print(f"{name + ':':<14}{when}")
     for name in ("playbook", "context", "results"):
         print(f"{name}:")
-        print_json(fields[name])
-    return EX_OK
+        print_json(fields[name], for_terminal=True)
+
+
+def _listing_row(entry: JobSummary | UnreadableRow, now: datetime) -> list[str]:
+    if isinstance(entry, UnreadableRow):
+        shown_id = entry.job_id if entry.job_id is not None else f"(rowid {entry.rowid})"
+        return [shown_id, entry.status or "?", "-", "-", "-", "unreadable: see below"]
+    return [
+        entry.id,
+        entry.status,
+        relative_age(entry.created_at, now),
+        relative_age(entry.updated_at, now),
+        shorten(entry.playbook_name or "-", 30),
+        shorten(entry.error or "", 40),
+    ]
+
+
+def _entry_id(entry: JobSummary | Job | UnreadableRow) -> str | None:
+    return entry.job_id if isinstance(entry, UnreadableRow) else entry.id
+
+
+_WARNED_ROWS_SHOWN = 5
+
+
+def _warn_unreadable(rows: Sequence[UnreadableRow]) -> None:
+    """Say on stderr which rows could not be read, and that the file itself is fine."""
+    if not rows:
+        return
+    for row in rows[:_WARNED_ROWS_SHOWN]:
+        print(f"secautod: warning: rowid {row.rowid}: {printable(row.problem)}", file=sys.stderr)
+    more = len(rows) - _WARNED_ROWS_SHOWN
+    print(
+        f"secautod: warning: {plural(len(rows), 'row')} could not be read"
+        + (f" ({more} not shown above)" if more > 0 else "")
+        + "; another program wrote them and the database file itself is sound: fix or "
+        "delete those rows (secautod jobs delete ID, or by rowid in the sqlite3 shell)",
+        file=sys.stderr,
+    )
 
 
 def cmd_jobs_stats(args: argparse.Namespace) -> int:
@@ -346,23 +403,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EX_NEEDS_ATTENTION
     with store_for(config) as store:
         report = build_status(config, store, now)
+        cleanup = store.state.task_runs().get(CLEANUP)
+    never_expire = int(cleanup.last_result.get("undatable", 0)) if cleanup is not None else 0
     if args.json:
-        print_json(_status_dict(report))
+        print_json({**_status_dict(report), "jobs_never_expire": never_expire})
     else:
         _print_status(report, now)
+        if never_expire:
+            print(
+                f"note:          {plural(never_expire, 'finished job')} without a readable date "
+                "never expire (see the jobs_never_expire log event for their rowids)"
+            )
     return EX_NEEDS_ATTENTION if report.problems else EX_OK
 
 
 # -- helpers ----------------------------------------------------------------------------
-def _playbook_name(job: Job) -> str:
-    playbook: Any = job.playbook
-    if isinstance(playbook, dict):
-        for key in ("name", "id", "title"):
-            if isinstance(playbook.get(key), str):
-                return str(playbook[key])
-    return "-"
-
-
 def _stats_dict(stats: JobStats) -> dict[str, Any]:
     return {
         "total": stats.total,

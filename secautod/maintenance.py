@@ -34,6 +34,7 @@ class CleanupOutcome:
 
     deleted: int
     duration_ms: int
+    undatable: int = 0  # finished jobs with no readable date: cleanup can never delete them
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,14 @@ def run_cleanup(
         deleted = store.cleanup_old_jobs(
             config.jobs.retention, now=now, should_stop=should_stop, on_progress=on_progress
         )
-    outcome = CleanupOutcome(deleted, _elapsed_ms(started))
-    _record_success(store, CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms})
+    undatable = _undatable_jobs(store)
+    outcome = CleanupOutcome(deleted, _elapsed_ms(started), undatable)
+    _record_success(
+        store,
+        CLEANUP,
+        now,
+        {"deleted": deleted, "duration_ms": outcome.duration_ms, "undatable": undatable},
+    )
     log.info(
         "cleanup_completed",
         deleted=deleted,
@@ -127,6 +134,29 @@ def run_backup(
         check=config.jobs.backup_check,
     )
     return outcome
+
+
+def _undatable_jobs(store: JobStore) -> int:
+    """Count the finished jobs that can never expire; log them when the count changes.
+
+    The count is kept with the cleanup's result, so the warning comes once
+    per change, not with every run (and `status` shows the count).
+    """
+    try:
+        undatable = store.undatable_jobs()
+        previous = store.state.task_runs().get(CLEANUP)
+    except SecautodError as exc:
+        log.warning("undatable_jobs_unknown", error=str(exc))
+        return 0
+    before = previous.last_result.get("undatable", 0) if previous is not None else 0
+    if undatable.count and undatable.count != before:
+        log.warning(
+            "jobs_never_expire",
+            count=undatable.count,
+            rowids=list(undatable.rowids),
+            reason="no readable created_at or completed_at; another program wrote them",
+        )
+    return undatable.count
 
 
 def _record_success(store: JobStore, task: str, now: datetime, result: dict[str, Any]) -> None:

@@ -334,7 +334,7 @@ def test_bad_arguments_exit_2_with_usage(installation: Path) -> None:
     result = cli(installation, "jobs", "list", "--since", "last tuesday")
     assert result.returncode == 2
     assert "neither an ISO 8601 time" in result.stderr
-    bad_status = cli(installation, "jobs", "list", "--status", "done")
+    bad_status = cli(installation, "jobs", "list", "--status", "done; drop")
     assert bad_status.returncode == 2
 
 
