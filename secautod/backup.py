@@ -37,8 +37,12 @@ if TYPE_CHECKING:
     from secautod.store.sqlite.restore import RestoreResult
 
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
-_BACKUP_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})(?:-(?P<sequence>\d+))?$")
+# The stamp (and sequence) after `<db>.backup.` or `<db>.pre-restore-`.
+_STAMPED_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})(?:-(?P<sequence>\d+))?$")
 _PARTIAL_SUFFIX = ".partial"
+# `restore` keeps the database it replaced as `<db>.pre-restore-STAMP`; the
+# newest few are kept, older ones deleted.
+PRE_RESTORE_KEEP = 3
 STALE_PARTIAL_AGE = timedelta(minutes=10)
 
 
@@ -67,7 +71,7 @@ def parse_backup_name(database_name: str, file_name: str) -> tuple[datetime, int
     prefix = f"{database_name}.backup."
     if not file_name.startswith(prefix):
         return None
-    match = _BACKUP_NAME.match(file_name[len(prefix) :])
+    match = _STAMPED_NAME.match(file_name[len(prefix) :])
     if match is None:
         return None
     try:
@@ -240,6 +244,26 @@ def restore_backup(
         on_progress=on_progress,
         verified=verified,
     )
+
+
+def prune_pre_restore_files(database: Path, keep: int, protect: Path | None = None) -> list[Path]:
+    """Delete all but the newest `keep` `<db>.pre-restore-*` files, never `protect`."""
+    kept = []
+    for entry in database.parent.glob(f"{database.name}.pre-restore-*"):
+        match = _STAMPED_NAME.match(entry.name[len(database.name) + len(".pre-restore-") :])
+        if match is not None and entry.is_file():
+            kept.append((match["stamp"], int(match["sequence"] or 1), entry))
+    kept.sort(reverse=True)
+    removed = []
+    for _, _, path in kept[keep:]:
+        if path == protect:
+            continue
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        fsync_directory(database.parent)
+    return removed
 
 
 def with_restore_hint(exc: StoreCorruptError, config: Config) -> StoreCorruptError:

@@ -184,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore = command(
         "restore",
         "cmd_restore",
-        "replace the database with a backup (stop the daemon first); the current file is kept "
-        "as jobs.db.pre-restore-YYYYMMDD-HHMMSS",
+        "restore a backup into the database through SQLite (stop the daemon first; connected "
+        "engines see the restored jobs in their next transaction); a copy of the current "
+        "database is kept as jobs.db.pre-restore-YYYYMMDD-HHMMSS (the newest 3 are kept)",
         "secautod restore jobs.db.backup.20261122-030000",
         [as_json],
     )

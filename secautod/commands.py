@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from secautod.backup import (
+    PRE_RESTORE_KEEP,
     list_backups,
+    prune_pre_restore_files,
     resolve_backup,
     restore_backup,
     restore_hint,
@@ -237,14 +239,16 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Replace the database with a backup (the daemon must be stopped)."""
+    """Restore a backup into the database (no daemon may run; engines may stay connected)."""
     config = load(args)
     chosen = resolve_backup(args.backup, config.backup_directory, config.database_path.name)
     progress = Progress("restore")
-    progress.update(f"verifying {chosen.name}")
-    verified = verify_restore_source(chosen)  # a bad backup is refused before anything is touched
     prepare_directory(config.data_directory)  # a fresh machine restoring its first database
+    # The lock first: with a daemon running, the answer is 75 at once, not
+    # after a full integrity check of the backup.
     with DirectoryLock(config.data_directory).acquire("restore"):
+        progress.update(f"verifying {chosen.name}")
+        verified = verify_restore_source(chosen)  # a bad backup is refused before anything else
         result = restore_backup(
             chosen,
             config.database_path,
@@ -254,6 +258,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             ),
             verified=verified,
         )
+        pruned = prune_pre_restore_files(config.database_path, PRE_RESTORE_KEEP, result.previous)
     progress.done()
     with store_for(config) as store:  # brings an older backup's schema up to date
         store.ping()
@@ -264,12 +269,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 "database": str(result.database),
                 "jobs": result.backup.jobs,
                 "previous_database": str(result.previous) if result.previous else None,
+                "replaced_damaged_file": result.swapped,
+                "pruned": [str(path) for path in pruned],
             }
         )
         return EX_OK
-    print(f"restored {result.database} from {chosen} ({result.backup.jobs} jobs)")
+    print(f"restored {result.database} from {chosen} ({plural(result.backup.jobs, 'job')})")
+    if result.swapped:
+        print("the database file was too damaged to restore into and was replaced")
     if result.previous is not None:
         print(f"the previous database is kept as {result.previous}")
+    if pruned:
+        print(f"removed {len(pruned)} older pre-restore file(s), keeping {PRE_RESTORE_KEEP}")
     return EX_OK
 
 
