@@ -15,7 +15,9 @@ from typing import Any
 
 from secautod.backup import (
     PRE_RESTORE_KEEP,
+    future_backups,
     list_backups,
+    newest_backup,
     prune_pre_restore_files,
     resolve_backup,
     restore_backup,
@@ -241,7 +243,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore a backup into the database (no daemon may run; engines may stay connected)."""
     config = load(args)
-    chosen = resolve_backup(args.backup, config.backup_directory, config.database_path.name)
+    now = utc_now()
+    chosen = resolve_backup(
+        args.backup, config.backup_directory, config.database_path.name, now=now
+    )
+    if args.backup is None:
+        backups = list_backups(config.backup_directory, config.database_path.name)
+        for backup in future_backups(backups, now):
+            print(
+                f"secautod: warning: passed over {backup.path.name}, dated in the future; "
+                "name it to restore it",
+                file=sys.stderr,
+            )
     progress = Progress("restore")
     prepare_directory(config.data_directory)  # a fresh machine restoring its first database
     # The lock first: with a daemon running, the answer is 75 at once, not
@@ -252,7 +265,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         result = restore_backup(
             chosen,
             config.database_path,
-            utc_now(),
+            now,
             on_progress=lambda done, total: progress.update(
                 f"{size_text(done)} of {size_text(total)}"
             ),
@@ -343,12 +356,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise with_restore_hint(exc, config) from exc
         version = store.schema_version
     lines.append(
-        f"database: ok ({config.database_path}, {stats.total} jobs, schema version {version})"
+        f"database: ok ({config.database_path}, {plural(stats.total, 'job')}, "
+        f"schema version {version})"
     )
-    backups = list_backups(config.backup_directory, config.database_path.name)
-    if backups:
-        newest = verify_database_file(backups[0].path)
-        lines.append(f"newest backup: ok ({newest.path}, {newest.jobs} jobs)")
+    latest = newest_backup(config.backup_directory, config.database_path.name)
+    if latest is not None:
+        newest = verify_database_file(latest.path)
+        lines.append(f"newest backup: ok ({newest.path}, {plural(newest.jobs, 'job')})")
     else:
         lines.append(f"newest backup: none in {config.backup_directory}")
     if args.json:
@@ -359,7 +373,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "jobs": stats.total,
                 "schema_version": version,
                 "integrity": "ok",
-                "newest_backup": str(backups[0].path) if backups else None,
+                "newest_backup": str(latest.path) if latest is not None else None,
             }
         )
     else:

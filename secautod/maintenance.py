@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from secautod.backup import prune_backups
+from secautod.backup import future_backups, list_backups, prune_backups, recorded_verification
 from secautod.config import Config
 from secautod.errors import OperationAborted, SecautodError, StoreError
 from secautod.log import get_logger
@@ -110,9 +110,21 @@ def run_backup(
             directory, now=now, should_stop=should_stop, check=config.jobs.backup_check
         )
         try:
-            pruned = prune_backups(directory, store.path.name, config.jobs.backup_keep, path)
+            verified_at = recorded_verification(store)
+            pruned = prune_backups(
+                directory, store.path.name, config.jobs.backup_keep, path, verified_at, now
+            )
+            backups = list_backups(directory, store.path.name, verified_at)
         except OSError as exc:
             raise StoreError(f"pruning old backups in {directory} failed: {exc.strerror}") from exc
+    future = future_backups(backups, now)
+    if future:
+        log.warning(
+            "backups_from_the_future",
+            paths=[str(backup.path) for backup in future],
+            hint="dated ahead of the clock: never pruned nor restored by default; "
+            "delete or rename them once checked",
+        )
     if pruned:
         with suppress(SecautodError):  # stale records of deleted files are harmless
             store.state.forget_backups(pruned)

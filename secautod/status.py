@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from secautod.backup import BackupFile, newest_backup
+from secautod.backup import (
+    BackupFile,
+    future_backups,
+    list_backups,
+    newest_backup,
+    recorded_verification,
+)
 from secautod.config import Config, redact_url
 from secautod.lock import holder_pid
 from secautod.maintenance import BACKUP, first_run_time, task_intervals
@@ -77,11 +83,20 @@ def build_status(config: Config, store: JobStore, now: datetime) -> StatusReport
         last_boot=boot,
         tasks=tasks,
         newest_backup=_backup_status(
-            store, newest_backup(config.backup_directory, store.path.name)
+            store,
+            newest_backup(
+                config.backup_directory, store.path.name, recorded_verification(store), now
+            ),
         ),
         outbox=store.state.outbox_summary(),
     )
     report.problems = _problems(report)
+    for backup in future_backups(list_backups(config.backup_directory, store.path.name), now):
+        report.problems.append(
+            f"backup {backup.path.name} is dated in the future (a clock ran ahead, or it was "
+            "copied in): it is never pruned nor restored by default; check it, then delete "
+            "or rename it"
+        )
     return report
 
 
