@@ -415,16 +415,22 @@ def with_restore_hint(exc: StoreCorruptError, config: Config) -> StoreCorruptErr
     Only damage to the file itself calls for a restore: a busy, full or
     foreign-written store does not, and a restore would lose newer jobs.
     """
-    if "secautod restore" in str(exc) or "No backup found" in str(exc):
+    if "secautod restore" in str(exc):
         return exc
     return type(exc)(f"{exc}. {restore_hint(config)}")
 
 
 def restore_hint(config: Config) -> str:
-    """Name the newest backup and the command that restores it."""
+    """Name the newest backup and the command that restores it, or what to do without one."""
     newest = newest_backup(config.backup_directory, config.database_path.name)
     if newest is None:
-        return f"No backup found in {config.backup_directory}"
+        database = config.database_path
+        return (
+            f"No backup found in {config.backup_directory}. Either move the damaged file "
+            f"aside (mv {database} {database}.damaged; the daemon then starts with an "
+            f"empty store) or restore a copy from elsewhere: "
+            f"secautod restore --config {config.path} PATH"
+        )
     return (
         f"Newest backup: {newest.path}; restore it with: "
         f"secautod restore --config {config.path} {newest.path.name}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
 import sys
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         json_flag=False,
     )
     delete.add_argument("job_id", metavar="ID")
+    delete.add_argument(
+        "--force", action="store_true", help="delete the job even while it is running"
+    )
 
     command(
         "backup",
@@ -240,7 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args))
     except SecautodError as exc:
         message = " ".join(str(exc).split())  # always one line, whatever the cause said
-        print(f"secautod: {message}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading JSON gets its error as JSON
+            error = {"error": message, "type": type(exc).__name__, "exit_status": exc.exit_status}
+            print(json.dumps(error), file=sys.stderr)
+        else:
+            print(f"secautod: {message}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("secautod: interrupted", file=sys.stderr)

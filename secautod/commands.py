@@ -25,8 +25,15 @@ from secautod.backup import (
     with_restore_hint,
 )
 from secautod.config import Config, find_config_path, load_config, redact_url
-from secautod.errors import EX_NEEDS_ATTENTION, EX_OK, JobNotFoundError, StoreCorruptError
-from secautod.files import prepare_directory
+from secautod.errors import (
+    EX_NEEDS_ATTENTION,
+    EX_OK,
+    InvalidJobError,
+    JobNotFoundError,
+    NotFoundError,
+    StoreCorruptError,
+)
+from secautod.files import prepare_directory, probe_directory
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.lock import DirectoryLock, holder_pid
 from secautod.log import configure_logging
@@ -209,6 +216,15 @@ def cmd_jobs_stats(args: argparse.Namespace) -> int:
 def cmd_jobs_delete(args: argparse.Namespace) -> int:
     """Delete one job."""
     with store_for(load(args)) as store:
+        entry = store.load_job_entry(args.job_id)
+        if entry is None:
+            raise JobNotFoundError(args.job_id)
+        status = entry.status if isinstance(entry, UnreadableRow) else entry.status.value
+        if status == JobStatus.RUNNING.value and not args.force:
+            raise InvalidJobError(
+                f"job {args.job_id!r} is running: an engine may still be working on it; "
+                "delete it anyway with --force"
+            )
         if not store.delete_job(args.job_id):
             raise JobNotFoundError(args.job_id)
     print(f"deleted job {args.job_id}")
@@ -340,9 +356,16 @@ def _print_cleanup_preview(
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate the config and check the database's integrity."""
-    config = load(args)
+    """Validate the config as `run` would and check the database's integrity."""
+    # Everything `run` refuses, `check` refuses: an unset secret_env too.
+    config = load_config(find_config_path(args.config))
+    configure_logging("info" if args.verbose else "critical", config.logging.format)
+    probe_directory(config.data_directory, "data_directory")
+    if config.jobs.backup_enabled or config.jobs.backup_directory is not None:
+        probe_directory(config.backup_directory, "jobs.backup_directory")
     lines = [f"config: ok ({config.path})"]
+    if not config.database_path.exists():
+        return _print_fresh_install(args, config, lines)
     with store_for(config) as store:
         problems = store.integrity_check()
         if problems:
@@ -370,6 +393,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             {
                 "config": str(config.path),
                 "database": str(config.database_path),
+                "database_created": True,
                 "jobs": stats.total,
                 "schema_version": version,
                 "integrity": "ok",
@@ -381,17 +405,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _print_fresh_install(args: argparse.Namespace, config: Config, lines: list[str]) -> int:
+    """Report a good config whose store the daemon has not created yet (not an error)."""
+    note = "not created yet: the daemon creates it on its first start"
+    if args.json:
+        print_json(
+            {
+                "config": str(config.path),
+                "database": str(config.database_path),
+                "database_created": False,
+                "jobs": 0,
+                "integrity": None,
+                "newest_backup": None,
+            }
+        )
+    else:
+        lines.append(f"database: {note} ({config.database_path})")
+        print("\n".join(lines))
+    return EX_OK
+
+
 def cmd_import_json(args: argparse.Namespace) -> int:
     """Import the legacy JSON job file."""
     # Imported here: the importer brings multiprocessing, which other commands do not need.
     from secautod.legacy_import import import_legacy_file
 
     config = load(args)
+    source = Path(args.file)
+    if not source.exists():  # before the store is opened (and maybe created)
+        raise NotFoundError(f"no file to import at {source.absolute()}")
     progress = Progress("import")
     with open_store(config) as store:
         report = import_legacy_file(
             store,
-            Path(args.file),
+            source,
             skip_invalid=args.skip_invalid,
             on_progress=lambda done, total: progress.update(f"{done * 100 // max(total, 1)}%"),
         )

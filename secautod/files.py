@@ -9,9 +9,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import tempfile
 from pathlib import Path
 
-from secautod.errors import StoreError
+from secautod.errors import ConfigError, StoreError
 
 DATA_DIRECTORY_MODE = 0o700
 DATABASE_FILE_MODE = 0o600
@@ -31,6 +32,26 @@ def prepare_directory(directory: Path) -> None:
             fsync_directory(created.parent)
     except OSError as exc:
         raise StoreError(f"cannot create directory {directory}: {exc.strerror}") from exc
+
+
+def probe_directory(directory: Path, key: str) -> None:
+    """Prove that `directory` can be created (or written), leaving nothing behind.
+
+    Raises `ConfigError` naming `key`: `check` refuses what `run` would
+    fail on, even where permission bits say yes (read-only mounts, root).
+    """
+    existing = next((path for path in (directory, *directory.parents) if path.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise ConfigError(f"{key}: {directory} cannot be created ({existing} is not a directory)")
+    try:
+        probe = tempfile.mkdtemp(prefix=".secautod-check-", dir=existing)
+        os.rmdir(probe)
+    except OSError as exc:
+        where = "" if existing == directory else f" (in {existing})"
+        raise ConfigError(
+            f"{key}: {directory} cannot be {'written' if existing == directory else 'created'}"
+            f"{where}: {exc.strerror} (uid {os.getuid()})"
+        ) from None
 
 
 def create_owner_only_file(path: Path) -> None:
