@@ -16,6 +16,11 @@ INSERT = (
     "VALUES (?, 'pending', '{}', '{}', '2026-11-01 00:00:00.000')"
 )
 
+BULK_INSERT = (
+    "INSERT INTO jobs (id, status, playbook, context, created_at) "
+    "VALUES (?, 'completed', '{}', ?, '2026-10-01 00:00:00.000')"
+)
+
 
 def engine(path: Path) -> sqlite3.Connection:
     """A connection as the engine keeps one open: WAL, a busy timeout, autocommit."""
@@ -95,3 +100,58 @@ def test_only_the_newest_pre_restore_files_are_kept(tmp_path: Path) -> None:
         names[4],
         names[4] + "-2",
     ]
+
+
+def test_no_acknowledged_write_falls_between_the_kept_copy_and_the_restore(
+    tmp_path: Path,
+) -> None:
+    """An engine inserting throughout a restore: every acknowledged insert is kept somewhere.
+
+    Each insert is in the pre-restore copy or in the restored database, and
+    every one acknowledged after restore returned is in the live database.
+    """
+    import threading
+
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    filler = engine(path)
+    filler.execute("BEGIN")
+    for n in range(3000):
+        filler.execute(BULK_INSERT, (f"bulk-{n}", '{"pad":"' + "x" * 3000 + '"}'))
+    filler.execute("COMMIT")
+    filler.close()
+    with JobStore(path) as store:
+        backup = store.backup_jobs(now=NAMED_AT)
+
+    acknowledged: list[str] = []
+    restored = threading.Event()
+    after_restore: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        conn = engine(path)
+        n = 0
+        while not stop.is_set():
+            job_id = f"live-{n}"
+            conn.execute(INSERT, (job_id,))
+            (after_restore if restored.is_set() else acknowledged).append(job_id)
+            n += 1
+        conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while len(acknowledged) < 20:
+            threading.Event().wait(0.005)
+        result = restore_backup(backup, path, NAMED_AT)
+        restored.set()
+        while len(after_restore) < 20:
+            threading.Event().wait(0.005)
+    finally:
+        stop.set()
+        writer.join(30)
+    assert result.previous is not None
+    live, kept = ids_in(path), ids_in(result.previous)
+    assert set(after_restore) <= live
+    missing = [job_id for job_id in acknowledged if job_id not in live | kept]
+    assert missing == []

@@ -55,10 +55,11 @@ def restore_database_file(
 
     The caller must hold the data directory's lock. The backup is verified
     before anything is touched (pass `verified` if the caller just ran
-    `verify_restore_source`). The current database is first copied aside
-    (a consistent copy, through SQLite), then the backup is copied into it
-    in one transaction, so other processes with the file open see either
-    all of the old content or all of the restored one. A live file that
+    `verify_restore_source`). The backup is copied into the database in
+    one transaction; once that holds the write lock, the last committed
+    content is copied aside, so no acknowledged write is in neither file.
+    Other processes with the file open see all of the old content or all
+    of the restored one. A live file that
     SQLite cannot read is moved aside whole and replaced by a copy of the
     backup (through `staged`) in one atomic rename.
     """
@@ -69,8 +70,7 @@ def restore_database_file(
         return RestoreResult(summary, database, None)
     aside = _unique_name(database.parent, aside_name)
     try:
-        _copy_online(database, aside)
-        _restore_online(backup, database, on_progress)
+        _restore_online(backup, database, on_progress, lambda: _copy_online(database, aside))
     except StoreCorruptError:
         _remove_with_companions(aside)
         return _swap_in(backup, database, staged, aside_name, summary, on_progress)
@@ -78,9 +78,18 @@ def restore_database_file(
 
 
 def _restore_online(
-    backup: Path, database: Path, on_progress: Callable[[int, int], None] | None
+    backup: Path,
+    database: Path,
+    on_progress: Callable[[int, int], None] | None,
+    keep_aside: Callable[[], None] | None = None,
 ) -> None:
-    """Copy `backup` into the (maybe live) `database` through SQLite's backup API."""
+    """Copy `backup` into the (maybe live) `database` through SQLite's backup API.
+
+    `keep_aside` runs once the copy holds the live database's write lock and
+    before anything is committed: what it copies through another connection
+    is then exactly what the restore replaces, with no write slipping in
+    between (writers wait on their busy timeout meanwhile).
+    """
     create_owner_only_file(database)
     try:
         source = sqlite3.connect(_read_only_uri(backup, immutable=True), uri=True)
@@ -93,12 +102,21 @@ def _restore_online(
             raise translate_error(exc, database, "opening the database to restore into") from exc
         try:
             (page_size,) = source.execute("PRAGMA page_size").fetchone()
+            (page_count,) = source.execute("PRAGMA page_count").fetchone()
+            # The first step must leave pages over: the write lock is held from
+            # it until the last one commits, and `keep_aside` runs after it.
+            pages = max(1, min(RESTORE_PAGES_PER_STEP, int(page_count) // 2))
+            waiting = [keep_aside] if keep_aside is not None else []
 
-            def progress(_status: int, remaining: int, total: int) -> None:
+            def progress(status: int, remaining: int, total: int) -> None:
+                if waiting:
+                    if status == sqlite3.SQLITE_DONE:
+                        raise StoreError(f"restore into {database}: committed before the copy")
+                    waiting.pop()()
                 if on_progress is not None:
                     on_progress((total - remaining) * page_size, total * page_size)
 
-            source.backup(target, pages=-1, progress=progress)
+            source.backup(target, pages=pages, progress=progress)
             # Fold the restored pages into the file now: a WAL the size of the
             # whole database would otherwise wait for the next checkpoint.
             with suppress(sqlite3.Error):
@@ -118,10 +136,11 @@ def _restore_online(
 
 
 def _copy_online(database: Path, aside: Path) -> None:
-    """Write a consistent, synced single-file copy of `database` (with its WAL) to `aside`."""
+    """Write a consistent, synced single-file copy of `database` (its last commit) to `aside`."""
     create_owner_only_file(aside)
     try:
-        source = connect(database)
+        # Read-only: the restore holds the write lock; this reads the last commit.
+        source = sqlite3.connect(_read_only_uri(database), uri=True)
         try:
             target = connect(aside, wal=False)
             try:
