@@ -38,6 +38,9 @@ SIGNATURE_HEADER = "X-Secautod-Signature"
 BATCH_SIZE = 50
 IDLE_WAIT_SECONDS = 300.0
 MAX_RESPONSE_BYTES = 64 * 1024
+# On shutdown, a POST in progress is cut off this long before the deadline
+# (at most half of it), leaving time for its thread to end.
+CUT_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,13 +197,24 @@ class WebhookDispatcher:
             self._start_workers()
 
     def stop(self, timeout: float) -> bool:
-        """Stop every thread, cutting a POST in progress; True if all ended within `timeout`."""
+        """Stop every thread within `timeout`; True if all ended.
+
+        A POST in progress may finish until shortly before the deadline
+        (`CUT_MARGIN_SECONDS`); then it is cut off and its notification stays
+        queued, so a hung endpoint never holds shutdown past its deadline.
+        """
         workers = [*self._workers, *self._retired]
         for worker in workers:
-            worker.request_stop()
-        deadline = time.monotonic() + timeout
+            worker.request_stop(cut=False)
+        started = time.monotonic()
+        cut_at = started + max(0.0, timeout - min(CUT_MARGIN_SECONDS, timeout / 2))
         for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+            worker.join(max(0.0, cut_at - time.monotonic()))
+        for worker in workers:
+            if worker.alive:
+                worker.request_stop(cut=True)
+        for worker in workers:
+            worker.join(max(0.0, started + timeout - time.monotonic()))
         return not any(worker.alive for worker in workers)
 
     def healthy(self) -> bool:
@@ -260,12 +274,13 @@ class _EndpointWorker:
         """Start the thread."""
         self._thread.start()
 
-    def request_stop(self) -> None:
-        """Ask the thread to end, cutting the POST in progress (it stays queued)."""
+    def request_stop(self, *, cut: bool = True) -> None:
+        """Ask the thread to end; `cut` also cuts the POST in progress off (it stays queued)."""
         with self._lock:
             self._stop.set()
             current = self._current
-        if current is not None:
+        if cut and current is not None:
+            log.warning("webhook_request_cut", endpoint=redact_url(self._endpoint.url))
             current.cut()
         self._wake.set()
 
