@@ -109,9 +109,12 @@ def _restore_online(
             waiting = [keep_aside] if keep_aside is not None else []
 
             def progress(status: int, remaining: int, total: int) -> None:
-                if waiting:
-                    if status == sqlite3.SQLITE_DONE:
-                        raise StoreError(f"restore into {database}: committed before the copy")
+                # Called after every step, also one that found the database busy
+                # (and took no lock): only after a step that copied pages is the
+                # write lock held.
+                if waiting and status == sqlite3.SQLITE_DONE:
+                    raise StoreError(f"restore into {database}: committed before the copy")
+                if waiting and status == sqlite3.SQLITE_OK:
                     waiting.pop()()
                 if on_progress is not None:
                     on_progress((total - remaining) * page_size, total * page_size)
