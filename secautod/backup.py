@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from secautod.errors import (
     StoreError,
     StoreFullError,
 )
-from secautod.files import fsync_directory, prepare_directory
+from secautod.files import fsync_directory, prepare_directory, rename_no_replace
+from secautod.log import get_logger
 from secautod.timestamps import require_aware, utc_now
 
 if TYPE_CHECKING:
@@ -36,10 +38,24 @@ if TYPE_CHECKING:
     from secautod.store.records import DatabaseFileSummary
     from secautod.store.sqlite.restore import RestoreResult
 
+log = get_logger("secautod.backup")
+
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
-_BACKUP_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})(?:-(?P<sequence>\d+))?$")
+# The stamp (and sequence) after `<db>.backup.` or `<db>.pre-restore-`.
+_STAMPED_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})(?:-(?P<sequence>\d+))?$")
 _PARTIAL_SUFFIX = ".partial"
+# `restore` keeps the database it replaced as `<db>.pre-restore-STAMP`; the
+# newest few are kept, older ones deleted.
+PRE_RESTORE_KEEP = 3
 STALE_PARTIAL_AGE = timedelta(minutes=10)
+
+
+# A backup whose time lies further ahead than this is "from the future": a
+# clock that ran ahead named it, or it was copied in. It is never pruned nor
+# chosen by default, and it is reported.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# When secautod verified a backup, as its store recorded it (None: unrecorded).
+VerifiedAt = Callable[[Path], datetime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +65,21 @@ class BackupFile:
     path: Path
     taken_at: datetime
     sequence: int
+    verified_at: datetime | None = None  # recorded by the store that wrote it
+
+    @property
+    def when(self) -> datetime:
+        """The backup's time for ordering: when it was verified if recorded, else its name's."""
+        return self.verified_at or self.taken_at
 
     @property
     def size_bytes(self) -> int:
         """The file's size now."""
         return self.path.stat().st_size
+
+    def is_future(self, now: datetime) -> bool:
+        """Tell whether the backup's time lies ahead of `now` (beyond a small tolerance)."""
+        return self.when > now + FUTURE_TOLERANCE
 
 
 def backup_name(database_name: str, taken_at: datetime, sequence: int = 1) -> str:
@@ -67,7 +93,7 @@ def parse_backup_name(database_name: str, file_name: str) -> tuple[datetime, int
     prefix = f"{database_name}.backup."
     if not file_name.startswith(prefix):
         return None
-    match = _BACKUP_NAME.match(file_name[len(prefix) :])
+    match = _STAMPED_NAME.match(file_name[len(prefix) :])
     if match is None:
         return None
     try:
@@ -77,8 +103,15 @@ def parse_backup_name(database_name: str, file_name: str) -> tuple[datetime, int
     return taken_at, int(match["sequence"] or 1)
 
 
-def list_backups(directory: Path, database_name: str) -> list[BackupFile]:
-    """Return the backups of `database_name` in `directory`, newest first."""
+def list_backups(
+    directory: Path, database_name: str, verified_at: VerifiedAt | None = None
+) -> list[BackupFile]:
+    """Return the backups of `database_name` in `directory`, newest first.
+
+    With `verified_at` (what the store recorded), a backup is ordered by
+    when secautod verified it; otherwise, and for files it has no record
+    of, by the time in its name.
+    """
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
@@ -87,25 +120,62 @@ def list_backups(directory: Path, database_name: str) -> list[BackupFile]:
     for entry in entries:
         parsed = parse_backup_name(database_name, entry.name)
         if parsed is not None and entry.is_file(follow_symlinks=False):
-            backups.append(BackupFile(Path(entry.path), *parsed))
-    backups.sort(key=lambda backup: (backup.taken_at, backup.sequence), reverse=True)
+            path = Path(entry.path)
+            recorded = verified_at(path) if verified_at is not None else None
+            backups.append(BackupFile(path, *parsed, verified_at=recorded))
+    backups.sort(key=lambda backup: (backup.when, backup.taken_at, backup.sequence), reverse=True)
     return backups
 
 
-def newest_backup(directory: Path, database_name: str) -> BackupFile | None:
-    """Return the most recent backup, or None if there is none."""
-    backups = list_backups(directory, database_name)
-    return backups[0] if backups else None
+def recorded_verification(store: JobStore) -> VerifiedAt:
+    """Return a lookup of when `store` recorded verifying a backup (None if unknown)."""
+
+    def verified_at(path: Path) -> datetime | None:
+        try:
+            record = store.state.backup_record(path)
+        except StoreError:
+            return None
+        return record.created_at if record is not None else None
+
+    return verified_at
+
+
+def future_backups(backups: list[BackupFile], now: datetime) -> list[BackupFile]:
+    """Return the backups whose time lies in the future (see `FUTURE_TOLERANCE`)."""
+    return [backup for backup in backups if backup.is_future(now)]
+
+
+def newest_backup(
+    directory: Path,
+    database_name: str,
+    verified_at: VerifiedAt | None = None,
+    now: datetime | None = None,
+) -> BackupFile | None:
+    """Return the most recent backup that is not from the future, or None if there is none."""
+    now = now or utc_now()
+    backups = list_backups(directory, database_name, verified_at)
+    return next((backup for backup in backups if not backup.is_future(now)), None)
 
 
 def prune_backups(
-    directory: Path, database_name: str, keep: int, protect: Path | None = None
+    directory: Path,
+    database_name: str,
+    keep: int,
+    protect: Path | None = None,
+    verified_at: VerifiedAt | None = None,
+    now: datetime | None = None,
 ) -> list[Path]:
-    """Delete all but the newest `keep` backups, never `protect`; return what went."""
+    """Delete all but the newest `keep` backups, never `protect`; return what went.
+
+    Backups from the future neither count towards `keep` nor are deleted:
+    the operator is told about them instead (`future_backups`).
+    """
     if keep < 1:
         raise ValueError("keep must be at least 1")
+    now = now or utc_now()
+    backups = list_backups(directory, database_name, verified_at)
     removed = []
-    for backup in list_backups(directory, database_name)[keep:]:
+    for backup in [backup for backup in backups if not backup.is_future(now)][keep:]:
         if protect is not None and backup.path == protect:
             continue
         backup.path.unlink(missing_ok=True)
@@ -145,34 +215,111 @@ def remove_stale_partials(
     return removed
 
 
-def publish_backup(partial: Path, directory: Path, database_name: str, taken_at: datetime) -> Path:
+def publish_backup(
+    partial: Path,
+    directory: Path,
+    database_name: str,
+    taken_at: datetime,
+    link: Callable[[Path, Path], None] = os.link,
+) -> Path:
     """Give a verified, synced partial file its final name without overwriting one.
 
-    A hard link fails if the name exists, so two backups in the same second
-    get `-2`, `-3`, ... instead of replacing each other.
+    Two backups in the same second get `-2`, `-3`, ...: always one more
+    than the highest sequence of that second still on disk, so a name freed
+    by pruning is never reused and names sort in the order taken. A hard
+    link fails if the name exists; where the file system has no hard links
+    (exFAT, vfat, some SMB and FUSE mounts) a rename that refuses to
+    replace a file does the same.
     """
-    sequence = 1
+    stamp = backup_name(database_name, taken_at)
+    sequence = 1 + max(
+        (
+            backup.sequence
+            for backup in list_backups(directory, database_name)
+            if backup_name(database_name, backup.taken_at) == stamp
+        ),
+        default=0,
+    )
     while True:
         final = directory / backup_name(database_name, taken_at, sequence)
         try:
-            os.link(partial, final)
+            _link_or_rename(partial, final, link)
         except FileExistsError:
             sequence += 1
             continue
-        partial.unlink()
+        partial.unlink(missing_ok=True)  # gone already if it was renamed
         fsync_directory(directory)
+        _warn_if_not_owner_only(final)
         return final
 
 
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS)
+
+
+def _link_or_rename(partial: Path, final: Path, link: Callable[[Path, Path], None]) -> None:
+    """Link `partial` to `final`, or rename it there where hard links are not supported."""
+    try:
+        link(partial, final)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        log.warning(
+            "backup_directory_without_hard_links",
+            directory=str(final.parent),
+            error=exc.strerror,
+            fallback="rename without replacing",
+        )
+    try:
+        rename_no_replace(partial, final)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, "exists", str(final)) from exc
+        raise OSError(
+            exc.errno,
+            f"the file system of {final.parent} lacks hard links, and renaming instead "
+            f"failed too: {exc.strerror}",
+        ) from exc
+
+
+def _warn_if_not_owner_only(path: Path) -> None:
+    """Log when the file system cannot keep a backup owner-only (vfat shows 0777)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "backup_not_owner_only",
+            path=str(path),
+            mode=f"{mode:04o}",
+            hint="the file system ignores permissions; keep backups on one that does "
+            "(the jobs carry security context)",
+        )
+
+
 def resolve_backup(
-    name: str | None, directory: Path, database_name: str, working_directory: Path | None = None
+    name: str | None,
+    directory: Path,
+    database_name: str,
+    working_directory: Path | None = None,
+    now: datetime | None = None,
 ) -> Path:
-    """Find the backup an operator named: a path, a name in `directory`, or the newest."""
+    """Find the backup an operator named: a path, a name in `directory`, or the newest.
+
+    The newest is never one from the future: those must be named.
+    """
     if name is None:
-        newest = newest_backup(directory, database_name)
-        if newest is None:
-            raise NotFoundError(f"no backups of {database_name} in {directory}")
-        return newest.path
+        newest = newest_backup(directory, database_name, now=now)
+        if newest is not None:
+            return newest.path
+        future = future_backups(list_backups(directory, database_name), now or utc_now())
+        if future:
+            raise NotFoundError(
+                f"the only backups of {database_name} in {directory} are dated in the future "
+                f"({', '.join(backup.path.name for backup in future)}): a clock ran ahead or "
+                f"they were copied in; name the one to restore"
+            )
+        raise NotFoundError(f"no backups of {database_name} in {directory}")
     candidate = (working_directory or Path.cwd()) / name
     if candidate.is_file():
         return candidate.absolute()
@@ -242,22 +389,48 @@ def restore_backup(
     )
 
 
+def prune_pre_restore_files(database: Path, keep: int, protect: Path | None = None) -> list[Path]:
+    """Delete all but the newest `keep` `<db>.pre-restore-*` files, never `protect`."""
+    kept = []
+    for entry in database.parent.glob(f"{database.name}.pre-restore-*"):
+        match = _STAMPED_NAME.match(entry.name[len(database.name) + len(".pre-restore-") :])
+        if match is not None and entry.is_file():
+            kept.append((match["stamp"], int(match["sequence"] or 1), entry))
+    kept.sort(reverse=True)
+    removed = []
+    for _, _, path in kept[keep:]:
+        if path == protect:
+            continue
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        fsync_directory(database.parent)
+    return removed
+
+
 def with_restore_hint(exc: StoreCorruptError, config: Config) -> StoreCorruptError:
     """Return `exc` with the restore hint appended (once).
 
     Only damage to the file itself calls for a restore: a busy, full or
     foreign-written store does not, and a restore would lose newer jobs.
     """
-    if "secautod restore" in str(exc) or "No backup found" in str(exc):
+    if "secautod restore" in str(exc):
         return exc
     return type(exc)(f"{exc}. {restore_hint(config)}")
 
 
 def restore_hint(config: Config) -> str:
-    """Name the newest backup and the command that restores it."""
+    """Name the newest backup and the command that restores it, or what to do without one."""
     newest = newest_backup(config.backup_directory, config.database_path.name)
     if newest is None:
-        return f"No backup found in {config.backup_directory}"
+        database = config.database_path
+        return (
+            f"No backup found in {config.backup_directory}. Either move the damaged file "
+            f"aside (mv {database} {database}.damaged; the daemon then starts with an "
+            f"empty store) or restore a copy from elsewhere: "
+            f"secautod restore --config {config.path} PATH"
+        )
     return (
         f"Newest backup: {newest.path}; restore it with: "
         f"secautod restore --config {config.path} {newest.path.name}"

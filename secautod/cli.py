@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
 import sys
@@ -48,6 +49,16 @@ def point_in_time(text: str) -> datetime:
 
 
 _SQLITE_MAX_INTEGER = 2**63 - 1
+_STATUS_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def status_name(text: str) -> str:
+    """Parse --status: a known status or another writer's (letters, digits, `_.:-`)."""
+    if not _STATUS_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a status name such as failed or queued, got {text!r}"
+        )
+    return text
 
 
 def positive_limit(text: str) -> int:
@@ -126,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         "secautod jobs list --status failed --since 24h",
     )
     listing.add_argument(
-        "--status", choices=[status.value for status in JobStatus], help="only jobs in this status"
+        "--status",
+        type=status_name,
+        metavar="STATUS",
+        help=f"only jobs in this status ({', '.join(status.value for status in JobStatus)}, "
+        "or another writer's, such as queued)",
     )
     listing.add_argument(
         "--since",
@@ -159,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         json_flag=False,
     )
     delete.add_argument("job_id", metavar="ID")
+    delete.add_argument(
+        "--force", action="store_true", help="delete the job even while it is running"
+    )
 
     command(
         "backup",
@@ -170,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore = command(
         "restore",
         "cmd_restore",
-        "replace the database with a backup (stop the daemon first); the current file is kept "
-        "as jobs.db.pre-restore-YYYYMMDD-HHMMSS",
+        "restore a backup into the database through SQLite (stop the daemon first; connected "
+        "engines see the restored jobs in their next transaction); a copy of the current "
+        "database is kept as jobs.db.pre-restore-YYYYMMDD-HHMMSS (the newest 3 are kept)",
         "secautod restore jobs.db.backup.20261122-030000",
         [as_json],
     )
@@ -244,7 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args))
     except SecautodError as exc:
         message = " ".join(str(exc).split())  # always one line, whatever the cause said
-        print(f"secautod: {message}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading JSON gets its error as JSON
+            error = {"error": message, "type": type(exc).__name__, "exit_status": exc.exit_status}
+            print(json.dumps(error), file=sys.stderr)
+        else:
+            print(f"secautod: {message}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("secautod: interrupted", file=sys.stderr)

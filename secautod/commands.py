@@ -7,12 +7,18 @@ raised and turned into one line by `cli.main()`.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from secautod.backup import (
+    PRE_RESTORE_KEEP,
+    future_backups,
     list_backups,
+    newest_backup,
+    prune_pre_restore_files,
     resolve_backup,
     restore_backup,
     restore_hint,
@@ -29,20 +35,24 @@ from secautod.errors import (
     EX_NEEDS_ATTENTION,
     EX_OK,
     ConfigError,
+    InvalidJobError,
     JobNotFoundError,
+    NotFoundError,
     StoreCorruptError,
 )
-from secautod.files import prepare_directory
+from secautod.files import prepare_directory, probe_directory
 from secautod.health import DaemonState, config_digest, running_daemon_state
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.lock import DirectoryLock, holder_pid
 from secautod.log import configure_logging
-from secautod.maintenance import run_backup, run_cleanup
+from secautod.maintenance import CLEANUP, run_backup, run_cleanup
 from secautod.output import (
     Progress,
     bar,
     duration_text,
+    plural,
     print_json,
+    printable,
     relative_age,
     shorten,
     size_text,
@@ -52,7 +62,7 @@ from secautod.recovery import recover, unclaimed_now
 from secautod.runtime import open_store
 from secautod.status import StatusReport, build_status
 from secautod.store import JobStore, verify_database_file, verify_restore_source
-from secautod.store.records import SessionRecord, describe_problems
+from secautod.store.records import JobSummary, SessionRecord, UnreadableRow, describe_problems
 from secautod.timestamps import format_timestamp, utc_now
 
 
@@ -86,60 +96,126 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # -- jobs ---------------------------------------------------------------------------
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    """List jobs, newest first."""
+    """List jobs, newest first; a row secautod cannot read is marked, not fatal."""
+    filters = {
+        "status": args.status,
+        "limit": args.limit,
+        "since": args.since,
+        "until": args.until,
+        "after": args.after,
+    }
     with store_for(load(args, logs=False)) as store:
-        jobs = store.list_jobs(
-            status=args.status,
-            limit=args.limit,
-            since=args.since,
-            until=args.until,
-            after=args.after,
-        )
-        claims = store.job_claims([job.id for job in jobs if job.status is JobStatus.RUNNING])
+        if args.json:
+            entries: Sequence[Job | JobSummary | UnreadableRow] = store.list_job_entries(**filters)
+            claims = store.job_claims(
+                [e.id for e in entries if isinstance(e, Job) and e.status is JobStatus.RUNNING]
+            )
+        else:
+            summaries = store.list_job_summaries(**filters)  # reads no context
+            entries = summaries
     if args.json:
-        print_json([{**job.to_dict(), "claimed_by": _claim_of(claims, job.id)} for job in jobs])
-        return EX_OK
-    now = utc_now()
-    rows = [
-        [
-            job.id,
-            job.status.value,
-            relative_age(job.created_at, now),
-            relative_age(job.updated_at, now),
-            shorten(_playbook_name(job), 30),
-            shorten(job.error or "", 40),
-        ]
-        for job in jobs
-    ]
-    print(table(["id", "status", "created", "updated", "playbook", "error"], rows))
-    if args.limit is not None and len(jobs) == args.limit:
-        print(f"(first {args.limit}; next page: --after {jobs[-1].id})")
+        print_json(
+            [
+                {**entry.to_dict(), "claimed_by": _claim_of(claims, entry.id)}
+                if isinstance(entry, Job)
+                else entry.to_dict()
+                for entry in entries
+                if not isinstance(entry, JobSummary)
+            ]
+        )
+    else:
+        now = utc_now()
+        rows = [_listing_row(entry, now) for entry in summaries]
+        print(table(["id", "status", "created", "updated", "playbook", "error"], rows))
+        anchor = _entry_id(entries[-1]) if entries else None
+        if args.limit is not None and len(entries) == args.limit and anchor is not None:
+            print(f"(first {args.limit}; next page: --after {printable(anchor)})")
+    _warn_unreadable([entry for entry in entries if isinstance(entry, UnreadableRow)])
+    known = {status.value for status in JobStatus}
+    if not entries and args.status is not None and args.status not in known:
+        print(
+            f"secautod: warning: no job has the status {args.status!r}, which secautod does not "
+            f"know (its own: {', '.join(sorted(known))}); other writers' statuses are listed too",
+            file=sys.stderr,
+        )
     return EX_OK
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
-    """Show one job in full."""
+    """Show one job in full (or what can be read of it)."""
     with store_for(load(args, logs=False)) as store:
-        job = store.get_job(args.job_id)
-        claim = store.job_claims([job.id]).get(job.id)
-    if args.json:
-        print_json({**job.to_dict(), "claimed_by": None if claim is None else _claim_dict(claim)})
-        return EX_OK
+        entry = store.load_job_entry(args.job_id)
+        claim = store.job_claims([entry.id]).get(entry.id) if isinstance(entry, Job) else None
+    if entry is None:
+        raise JobNotFoundError(args.job_id)
+    if args.json and isinstance(entry, Job):
+        print_json({**entry.to_dict(), "claimed_by": None if claim is None else _claim_dict(claim)})
+    elif args.json:
+        print_json(entry.to_dict())
+    elif isinstance(entry, UnreadableRow):
+        for name, value in entry.to_dict().items():
+            print(f"{name + ':':<14}{printable(str(value)) if value is not None else '-'}")
+    else:
+        _print_job(entry, claim)
+    if isinstance(entry, UnreadableRow):
+        _warn_unreadable([entry])
+    return EX_OK
+
+
+def _print_job(job: Job, claim: SessionRecord | None) -> None:
     now = utc_now()
     fields = job.to_dict()
     for name in ("id", "status", "error"):
-        print(f"{name + ':':<14}{fields[name] if fields[name] is not None else '-'}")
+        value = fields[name]
+        print(f"{name + ':':<14}{printable(value) if value is not None else '-'}")
     if claim is not None:
         state = "alive" if claim.alive else (claim.gone_reason or "closed")
-        print(f"{'claimed by:':<14}{claim.describe()} (session {claim.session_id}, {state})")
+        who = printable(claim.describe())
+        print(f"{'claimed by:':<14}{who} (session {claim.session_id}, {state})")
     for name in ("created_at", "started_at", "completed_at", "updated_at"):
         moment = getattr(job, name)
         when = f"{fields[name]} ({relative_age(moment, now)})" if moment else "-"
         print(f"{name + ':':<14}{when}")
     for name in ("playbook", "context", "results"):
         print(f"{name}:")
-        print_json(fields[name])
-    return EX_OK
+        print_json(fields[name], for_terminal=True)
+
+
+def _listing_row(entry: JobSummary | UnreadableRow, now: datetime) -> list[str]:
+    if isinstance(entry, UnreadableRow):
+        shown_id = entry.job_id if entry.job_id is not None else f"(rowid {entry.rowid})"
+        return [shown_id, entry.status or "?", "-", "-", "-", "unreadable: see below"]
+    return [
+        entry.id,
+        entry.status,
+        relative_age(entry.created_at, now),
+        relative_age(entry.updated_at, now),
+        shorten(entry.playbook_name or "-", 30),
+        shorten(entry.error or "", 40),
+    ]
+
+
+def _entry_id(entry: JobSummary | Job | UnreadableRow) -> str | None:
+    return entry.job_id if isinstance(entry, UnreadableRow) else entry.id
+
+
+_WARNED_ROWS_SHOWN = 5
+
+
+def _warn_unreadable(rows: Sequence[UnreadableRow]) -> None:
+    """Say on stderr which rows could not be read, and that the file itself is fine."""
+    if not rows:
+        return
+    for row in rows[:_WARNED_ROWS_SHOWN]:
+        print(f"secautod: warning: rowid {row.rowid}: {printable(row.problem)}", file=sys.stderr)
+    more = len(rows) - _WARNED_ROWS_SHOWN
+    print(
+        f"secautod: warning: {plural(len(rows), 'row')} could not be read"
+        + (f" ({more} not shown above)" if more > 0 else "")
+        + "; another program wrote them and the database file itself is sound: fix or "
+        "delete those rows (secautod jobs delete ID, or by rowid in the sqlite3 shell)",
+        file=sys.stderr,
+    )
 
 
 def cmd_jobs_stats(args: argparse.Namespace) -> int:
@@ -167,6 +243,15 @@ def cmd_jobs_stats(args: argparse.Namespace) -> int:
 def cmd_jobs_delete(args: argparse.Namespace) -> int:
     """Delete one job."""
     with store_for(load(args)) as store:
+        entry = store.load_job_entry(args.job_id)
+        if entry is None:
+            raise JobNotFoundError(args.job_id)
+        status = entry.status if isinstance(entry, UnreadableRow) else entry.status.value
+        if status == JobStatus.RUNNING.value and not args.force:
+            raise InvalidJobError(
+                f"job {args.job_id!r} is running: an engine may still be working on it; "
+                "delete it anyway with --force"
+            )
         if not store.delete_job(args.job_id):
             raise JobNotFoundError(args.job_id)
     print(f"deleted job {args.job_id}")
@@ -199,23 +284,37 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Replace the database with a backup (the daemon must be stopped)."""
+    """Restore a backup into the database (no daemon may run; engines may stay connected)."""
     config = load(args)
-    chosen = resolve_backup(args.backup, config.backup_directory, config.database_path.name)
+    now = utc_now()
+    chosen = resolve_backup(
+        args.backup, config.backup_directory, config.database_path.name, now=now
+    )
+    if args.backup is None:
+        backups = list_backups(config.backup_directory, config.database_path.name)
+        for backup in future_backups(backups, now):
+            print(
+                f"secautod: warning: passed over {backup.path.name}, dated in the future; "
+                "name it to restore it",
+                file=sys.stderr,
+            )
     progress = Progress("restore")
-    progress.update(f"verifying {chosen.name}")
-    verified = verify_restore_source(chosen)  # a bad backup is refused before anything is touched
     prepare_directory(config.data_directory)  # a fresh machine restoring its first database
+    # The lock first: with a daemon running, the answer is 75 at once, not
+    # after a full integrity check of the backup.
     with DirectoryLock(config.data_directory).acquire("restore"):
+        progress.update(f"verifying {chosen.name}")
+        verified = verify_restore_source(chosen)  # a bad backup is refused before anything else
         result = restore_backup(
             chosen,
             config.database_path,
-            utc_now(),
+            now,
             on_progress=lambda done, total: progress.update(
                 f"{size_text(done)} of {size_text(total)}"
             ),
             verified=verified,
         )
+        pruned = prune_pre_restore_files(config.database_path, PRE_RESTORE_KEEP, result.previous)
     progress.done()
     with store_for(config) as store:  # brings an older backup's schema up to date
         store.ping()
@@ -226,12 +325,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 "database": str(result.database),
                 "jobs": result.backup.jobs,
                 "previous_database": str(result.previous) if result.previous else None,
+                "replaced_damaged_file": result.swapped,
+                "pruned": [str(path) for path in pruned],
             }
         )
         return EX_OK
-    print(f"restored {result.database} from {chosen} ({result.backup.jobs} jobs)")
+    print(f"restored {result.database} from {chosen} ({plural(result.backup.jobs, 'job')})")
+    if result.swapped:
+        print("the database file was too damaged to restore into and was replaced")
     if result.previous is not None:
         print(f"the previous database is kept as {result.previous}")
+    if pruned:
+        print(f"removed {len(pruned)} older pre-restore file(s), keeping {PRE_RESTORE_KEEP}")
     return EX_OK
 
 
@@ -278,9 +383,16 @@ def _print_cleanup_preview(
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate the config and check the database's integrity."""
-    config = load(args)
+    """Validate the config as `run` would and check the database's integrity."""
+    # Everything `run` refuses, `check` refuses: an unset secret_env too.
+    config = load_config(find_config_path(args.config))
+    configure_logging("info" if args.verbose else "critical", config.logging.format)
+    probe_directory(config.data_directory, "data_directory")
+    if config.jobs.backup_enabled or config.jobs.backup_directory is not None:
+        probe_directory(config.backup_directory, "jobs.backup_directory")
     lines = [f"config: ok ({config.path})"]
+    if not config.database_path.exists():
+        return _print_fresh_install(args, config, lines)
     with store_for(config) as store:
         problems = store.integrity_check()
         if problems:
@@ -294,12 +406,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise with_restore_hint(exc, config) from exc
         version = store.schema_version
     lines.append(
-        f"database: ok ({config.database_path}, {stats.total} jobs, schema version {version})"
+        f"database: ok ({config.database_path}, {plural(stats.total, 'job')}, "
+        f"schema version {version})"
     )
-    backups = list_backups(config.backup_directory, config.database_path.name)
-    if backups:
-        newest = verify_database_file(backups[0].path)
-        lines.append(f"newest backup: ok ({newest.path}, {newest.jobs} jobs)")
+    latest = newest_backup(config.backup_directory, config.database_path.name)
+    if latest is not None:
+        newest = verify_database_file(latest.path)
+        lines.append(f"newest backup: ok ({newest.path}, {plural(newest.jobs, 'job')})")
     else:
         lines.append(f"newest backup: none in {config.backup_directory}")
     if args.json:
@@ -307,13 +420,34 @@ def cmd_check(args: argparse.Namespace) -> int:
             {
                 "config": str(config.path),
                 "database": str(config.database_path),
+                "database_created": True,
                 "jobs": stats.total,
                 "schema_version": version,
                 "integrity": "ok",
-                "newest_backup": str(backups[0].path) if backups else None,
+                "newest_backup": str(latest.path) if latest is not None else None,
             }
         )
     else:
+        print("\n".join(lines))
+    return EX_OK
+
+
+def _print_fresh_install(args: argparse.Namespace, config: Config, lines: list[str]) -> int:
+    """Report a good config whose store the daemon has not created yet (not an error)."""
+    note = "not created yet: the daemon creates it on its first start"
+    if args.json:
+        print_json(
+            {
+                "config": str(config.path),
+                "database": str(config.database_path),
+                "database_created": False,
+                "jobs": 0,
+                "integrity": None,
+                "newest_backup": None,
+            }
+        )
+    else:
+        lines.append(f"database: {note} ({config.database_path})")
         print("\n".join(lines))
     return EX_OK
 
@@ -324,11 +458,14 @@ def cmd_import_json(args: argparse.Namespace) -> int:
     from secautod.legacy_import import import_legacy_file
 
     config = load(args)
+    source = Path(args.file)
+    if not source.exists():  # before the store is opened (and maybe created)
+        raise NotFoundError(f"no file to import at {source.absolute()}")
     progress = Progress("import")
     with open_store(config) as store:
         report = import_legacy_file(
             store,
-            Path(args.file),
+            source,
             skip_invalid=args.skip_invalid,
             on_progress=lambda done, total: progress.update(f"{done * 100 // max(total, 1)}%"),
         )
@@ -436,10 +573,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EX_NEEDS_ATTENTION
     with store_for(config) as store:
         report = build_status(config, store, now, published, notes)
+        cleanup = store.state.task_runs().get(CLEANUP)
+    never_expire = int(cleanup.last_result.get("undatable", 0)) if cleanup is not None else 0
     if args.json:
-        print_json(_status_dict(report))
+        print_json({**_status_dict(report), "jobs_never_expire": never_expire})
     else:
         _print_status(report, now)
+        if never_expire:
+            print(
+                f"note:          {plural(never_expire, 'finished job')} without a readable date "
+                "never expire (see the jobs_never_expire log event for their rowids)"
+            )
     return EX_NEEDS_ATTENTION if report.problems else EX_OK
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from secautod.errors import ImportFormatError, ImportParserFailed, InvalidJobError
+from secautod.errors import ImportFormatError, ImportParserFailed, InvalidJobError, NotFoundError
 from secautod.jobs import JOB_COLUMNS, JobStatus
 from secautod.legacy_parse import ParsedBatch, parse_legacy_file
 from secautod.store import JobStore
@@ -65,6 +65,8 @@ def import_legacy_file(
     report = ImportReport()
     try:
         total = path.stat().st_size
+    except FileNotFoundError:
+        raise NotFoundError(f"no file to import at {path}") from None
     except OSError as exc:
         raise ImportFormatError(f"cannot read {path}: {exc.strerror}") from None
 

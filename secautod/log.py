@@ -25,6 +25,20 @@ _LEVELS = {
 }
 # Chatty libraries are held at WARNING unless secautod itself logs at DEBUG.
 _QUIET_LOGGERS = ("apscheduler",)
+# APScheduler warnings that `scheduler.py` reports itself, from the same
+# scheduler events, as `maintenance_run_missed` and `maintenance_run_skipped`
+# (a reload that reschedules a running task set off both at once).
+_FOLDED_APSCHEDULER_MESSAGES = (
+    'Run time of job "%s" was missed by %s',
+    'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+)
+
+
+class _FoldedIntoOwnEvents(logging.Filter):
+    """Drop the APScheduler records secautod logs as its own events."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in _FOLDED_APSCHEDULER_MESSAGES
 
 
 def get_logger(name: str) -> Any:
@@ -110,6 +124,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_FoldedIntoOwnEvents())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from secautod.backup import prune_backups
+from secautod.backup import future_backups, list_backups, prune_backups, recorded_verification
 from secautod.config import Config
 from secautod.errors import CleanupAborted, OperationAborted, SecautodError, StoreError
 from secautod.log import get_logger
@@ -35,6 +35,7 @@ class CleanupOutcome:
 
     deleted: int
     duration_ms: int
+    undatable: int = 0  # finished jobs with no readable date: cleanup can never delete them
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +86,14 @@ def run_cleanup(
         # Ended engine sessions are kept as long as the jobs' history.
         sessions_pruned = store.prune_engine_sessions(now - config.jobs.retention)
     record_deleted(deleted)
-    outcome = CleanupOutcome(deleted, _elapsed_ms(started))
-    _record_success(store, CLEANUP, now, {"deleted": deleted, "duration_ms": outcome.duration_ms})
+    undatable = _undatable_jobs(store)
+    outcome = CleanupOutcome(deleted, _elapsed_ms(started), undatable)
+    _record_success(
+        store,
+        CLEANUP,
+        now,
+        {"deleted": deleted, "duration_ms": outcome.duration_ms, "undatable": undatable},
+    )
     log.info(
         "cleanup_completed",
         deleted=deleted,
@@ -112,9 +119,21 @@ def run_backup(
             directory, now=now, should_stop=should_stop, check=config.jobs.backup_check
         )
         try:
-            pruned = prune_backups(directory, store.path.name, config.jobs.backup_keep, path)
+            verified_at = recorded_verification(store)
+            pruned = prune_backups(
+                directory, store.path.name, config.jobs.backup_keep, path, verified_at, now
+            )
+            backups = list_backups(directory, store.path.name, verified_at)
         except OSError as exc:
             raise StoreError(f"pruning old backups in {directory} failed: {exc.strerror}") from exc
+    future = future_backups(backups, now)
+    if future:
+        log.warning(
+            "backups_from_the_future",
+            paths=[str(backup.path) for backup in future],
+            hint="dated ahead of the clock: never pruned nor restored by default; "
+            "delete or rename them once checked",
+        )
     if pruned:
         with suppress(SecautodError):  # stale records of deleted files are harmless
             store.state.forget_backups(pruned)
@@ -136,6 +155,29 @@ def run_backup(
         check=config.jobs.backup_check,
     )
     return outcome
+
+
+def _undatable_jobs(store: JobStore) -> int:
+    """Count the finished jobs that can never expire; log them when the count changes.
+
+    The count is kept with the cleanup's result, so the warning comes once
+    per change, not with every run (and `status` shows the count).
+    """
+    try:
+        undatable = store.undatable_jobs()
+        previous = store.state.task_runs().get(CLEANUP)
+    except SecautodError as exc:
+        log.warning("undatable_jobs_unknown", error=str(exc))
+        return 0
+    before = previous.last_result.get("undatable", 0) if previous is not None else 0
+    if undatable.count and undatable.count != before:
+        log.warning(
+            "jobs_never_expire",
+            count=undatable.count,
+            rowids=list(undatable.rowids),
+            reason="no readable created_at or completed_at; another program wrote them",
+        )
+    return undatable.count
 
 
 def _record_success(store: JobStore, task: str, now: datetime, result: dict[str, Any]) -> None:

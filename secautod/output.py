@@ -15,11 +15,15 @@ from typing import Any, TextIO
 from secautod.timestamps import isoformat_utc
 
 
-def print_json(value: Any, stream: TextIO | None = None) -> None:
-    """Write `value` as indented JSON (datetimes as ISO 8601 UTC)."""
+def print_json(value: Any, stream: TextIO | None = None, *, for_terminal: bool = False) -> None:
+    """Write `value` as indented JSON (datetimes as ISO 8601 UTC).
+
+    `for_terminal` also escapes what JSON leaves raw but a terminal obeys
+    (DEL, C1 controls, bidirectional overrides): for JSON inside human output.
+    """
     stream = stream or sys.stdout
-    json.dump(value, stream, indent=2, ensure_ascii=False, default=_json_default)
-    stream.write("\n")
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=_json_default)
+    stream.write((printable(text, keep_lines=True) if for_terminal else text) + "\n")
 
 
 def _json_default(value: object) -> object:
@@ -30,8 +34,40 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
+# Characters that drive a terminal rather than show: C0 controls, DEL, C1
+# controls (0x9b is a CSI on some terminals) and the bidirectional overrides
+# that reorder what is shown. Job data carries attacker-influenced alert text.
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F]
+_CONTROLS += [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {
+    code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(
+        chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    )
+    for code in _CONTROLS
+}
+_ESCAPES_KEEPING_LINES = {code: text for code, text in _ESCAPES.items() if code != ord("\n")}
+
+
+def printable(text: str, *, keep_lines: bool = False) -> str:
+    """Escape the characters of `text` that would drive a terminal (ESC, newline, ...).
+
+    For human output of stored data; JSON output escapes them itself.
+    `keep_lines` leaves newlines alone (text secautod laid out itself).
+    """
+    return text.translate(_ESCAPES_KEEPING_LINES if keep_lines else _ESCAPES)
+
+
+def plural(count: int, noun: str) -> str:
+    """Say `1 job`, `2 jobs`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Render rows as left-aligned columns under upper-case headers."""
+    """Render rows as left-aligned columns under upper-case headers.
+
+    Cells are escaped (`printable`): one cell can never forge a row.
+    """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in rows:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]

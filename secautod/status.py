@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from secautod.backup import BackupFile, newest_backup, restore_hint
+from secautod.backup import (
+    BackupFile,
+    future_backups,
+    list_backups,
+    newest_backup,
+    recorded_verification,
+    restore_hint,
+)
 from secautod.config import Config, redact_url
 from secautod.health import DaemonState
 from secautod.lock import holder_pid
@@ -105,7 +112,10 @@ def build_status(
         last_boot=boot,
         tasks=tasks,
         newest_backup=_backup_status(
-            store, newest_backup(config.backup_directory, store.path.name)
+            store,
+            newest_backup(
+                config.backup_directory, store.path.name, recorded_verification(store), now
+            ),
         ),
         outbox=store.state.outbox_summary(),
         sessions=[s for s in store.engine_sessions(include_ended=True) if s.alive],
@@ -115,6 +125,12 @@ def build_status(
     report.problems = _problems(report, config, now)
     if published is not None:
         report.problems.extend(_publication_problems(published, now))
+    for backup in future_backups(list_backups(config.backup_directory, store.path.name), now):
+        report.problems.append(
+            f"backup {backup.path.name} is dated in the future (a clock ran ahead, or it was "
+            "copied in): it is never pruned nor restored by default; check it, then delete "
+            "or rename it"
+        )
     return report
 
 

@@ -26,12 +26,15 @@ from secautod.store.records import (
     EncodedJob,
     ImportCounts,
     JobFigures,
+    JobSummary,
     Notification,
     OutboxSummary,
     RecoveredJob,
     Recovery,
     SessionRecord,
     TaskRun,
+    UndatableJobs,
+    UnreadableRow,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +62,9 @@ BACKEND_METHODS = (
     "save_job",
     "load_job",
     "list_jobs",
+    "list_job_entries",
+    "list_job_summaries",
+    "load_job_entry",
     "update_job_status",
     "update_job_results",
     "delete_job",
@@ -66,6 +72,7 @@ BACKEND_METHODS = (
     "import_encoded_jobs",
     "cleanup_old_jobs",
     "count_expired_jobs",
+    "undatable_jobs",
     "write_snapshot",
     "integrity_check",
     "recover_jobs",
@@ -230,6 +237,39 @@ class JobStore:
         """
         raise NotImplementedError
 
+    def list_job_entries(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[Job | UnreadableRow]:
+        """Like `list_jobs`, but a row secautod cannot read becomes an `UnreadableRow`.
+
+        One foreign row never hides the others. `status` may be any stored
+        text, including statuses only other writers use (`queued`).
+        """
+        raise NotImplementedError
+
+    def list_job_summaries(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[JobSummary | UnreadableRow]:
+        """Like `list_job_entries`, reading only the columns a listing prints.
+
+        Contexts and results are never read, so huge jobs cost no memory.
+        """
+        raise NotImplementedError
+
+    def load_job_entry(self, job_id: str) -> Job | UnreadableRow | None:
+        """Return the job with `job_id`, an `UnreadableRow` if it cannot be read, or None."""
+        raise NotImplementedError
+
     def update_job_status(
         self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
     ) -> None:
@@ -306,6 +346,14 @@ class JobStore:
         self, max_age: timedelta, *, now: datetime | None = None
     ) -> dict[JobStatus, int]:
         """Count, per status, the jobs `cleanup_old_jobs` would delete now."""
+        raise NotImplementedError
+
+    def undatable_jobs(self, sample: int = 10) -> UndatableJobs:
+        """Count the finished jobs cleanup can never delete: no date of theirs can be read.
+
+        Another writer stored `created_at` (and `completed_at`) in a form no
+        date function reads; `sample` of their rowids name them.
+        """
         raise NotImplementedError
 
     def write_snapshot(

@@ -167,3 +167,51 @@ def describe_problems(problems: list[str], shown: int = 3) -> str:
     """Summarise integrity complaints on one line: the first few and a count."""
     text = "; ".join(problems[:shown])
     return text if len(problems) <= shown else f"{text} (and {len(problems) - shown} more)"
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A row of the `jobs` table secautod cannot read, named by its `rowid`.
+
+    Another program wrote it (a BLOB id, text that is not JSON or not UTF-8,
+    a date no reader knows); the file itself is sound. `job_id` and `status`
+    are given when they are text.
+    """
+
+    rowid: int
+    job_id: str | None
+    status: str | None
+    problem: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the row's readable facts as JSON-ready values."""
+        return {
+            "rowid": self.rowid,
+            "id": self.job_id,
+            "status": self.status,
+            "unreadable": self.problem,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """The columns a job listing prints, read without the job's context or results.
+
+    `status` is the stored text (other writers use statuses secautod does not
+    know, such as `queued`); `error` may be cut short.
+    """
+
+    id: str
+    status: str
+    created_at: datetime
+    updated_at: datetime | None
+    playbook_name: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UndatableJobs:
+    """Finished jobs whose dates cannot be read, so retention never deletes them."""
+
+    count: int
+    rowids: tuple[int, ...]  # a sample, to name them

@@ -207,10 +207,10 @@ def test_restore_on_a_fresh_machine_creates_the_data_directory(
 def test_restore_refuses_a_corrupt_backup_and_keeps_the_database(
     installation: Path, tmp_path: Path
 ) -> None:
-    """A damaged backup is refused (74) before anything is touched."""
+    """A damaged backup is refused (74) before anything is touched (the lock file aside)."""
     bad = tmp_path / "data" / "jobs.db.backup.20991231-000000"
     bad.write_bytes(b"SQLite format 3\x00" + b"\x13" * 8192)
-    before = sorted(path.name for path in (tmp_path / "data").iterdir())
+    before = sorted([*(path.name for path in (tmp_path / "data").iterdir()), "secautod.lock"])
     result = cli(installation, "restore", bad.name)
     assert result.returncode == 74
     assert bad.name in result.stderr
@@ -335,7 +335,7 @@ def test_bad_arguments_exit_2_with_usage(installation: Path) -> None:
     result = cli(installation, "jobs", "list", "--since", "last tuesday")
     assert result.returncode == 2
     assert "neither an ISO 8601 time" in result.stderr
-    bad_status = cli(installation, "jobs", "list", "--status", "done")
+    bad_status = cli(installation, "jobs", "list", "--status", "done; drop")
     assert bad_status.returncode == 2
 
 

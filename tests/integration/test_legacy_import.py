@@ -232,8 +232,8 @@ def test_cli_import_json_counts_and_exit_statuses(tmp_path: Path) -> None:
     assert result.returncode == 65
     assert "line 2, column 20: Expecting ',' delimiter" in result.stderr
     missing = run_cli("import-json", str(tmp_path / "nope.json"), "--config", str(config))
-    assert missing.returncode == 65
-    assert "cannot read" in missing.stderr
+    assert missing.returncode == 66
+    assert "no file to import" in missing.stderr
 
 
 def test_duplicate_ids_in_different_batches_are_refused(

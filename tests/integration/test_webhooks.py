@@ -155,10 +155,7 @@ def test_slow_endpoint_times_out_and_never_blocks_stop(make_store: Any, make_job
         started = time.monotonic()
         finished = dispatcher.stop(0.5)
         assert time.monotonic() - started < 1.5
-        assert finished is False  # the POST is still waiting for its timeout
-        wait_until(
-            lambda: dispatcher.stop(0.1), timeout=10, what="the thread to end after the timeout"
-        )
+        assert finished is True  # stop cuts the POST in progress off
         (summary,) = store.state.outbox_summary()
         assert summary.count == 1  # still queued: delivered next time, at least once
     finally:

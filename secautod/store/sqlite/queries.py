@@ -123,17 +123,41 @@ _LIST_FILTERS = {
 }
 
 
-def list_jobs_query(filters: frozenset[str], limited: bool) -> str:
-    """Return the listing query using the named filters (keys of `_LIST_FILTERS`)."""
+def list_jobs_query(filters: frozenset[str], limited: bool, columns: str = JOB_COLUMNS) -> str:
+    """Return the listing query using the named filters (keys of `_LIST_FILTERS`).
+
+    `columns` is one of the fixed column lists here (`JOB_COLUMNS`,
+    `JOB_ENTRY_COLUMNS`, `JOB_SUMMARY_COLUMNS`).
+    """
     unknown = filters - _LIST_FILTERS.keys()
     if unknown:
         raise ValueError(f"unknown listing filters: {sorted(unknown)}")
     where = " AND ".join(_LIST_FILTERS[name] for name in sorted(filters)) or "1"
     limit = " LIMIT :limit" if limited else ""
     return (
-        f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} "
+        f"SELECT {columns} FROM jobs WHERE {where} "
         f"ORDER BY julianday(created_at) DESC, rowid DESC{limit}"
     )
+
+
+# Tolerant reading (`jobs list`, `jobs show`): the rowid names a row whose id
+# cannot, and typeof(id) tells a text id from a BLOB one.
+JOB_ENTRY_COLUMNS = f"rowid, typeof(id), {JOB_COLUMNS}"
+# A listing prints the playbook's name, never the context or results: they
+# stay unread. JSON functions refuse BLOBs (Go binds []byte as one), hence the CASTs.
+_PLAYBOOK = "CAST(playbook AS TEXT)"
+_PLAYBOOK_KEY = "CASE json_type({0}, '$.{1}') WHEN 'text' THEN json_extract({0}, '$.{1}') END"
+_PLAYBOOK_NAME = (
+    f"CASE WHEN json_valid({_PLAYBOOK}) AND json_type({_PLAYBOOK}) = 'object' THEN coalesce("
+    + ", ".join(_PLAYBOOK_KEY.format(_PLAYBOOK, key) for key in ("name", "id", "title"))
+    + ") END"
+)
+LISTED_ERROR_CHARACTERS = 500
+JOB_SUMMARY_COLUMNS = (
+    "rowid, typeof(id), id, status, created_at, updated_at, "
+    f"{_PLAYBOOK_NAME}, substr(CAST(error AS TEXT), 1, {LISTED_ERROR_CHARACTERS})"
+)
+SELECT_JOB_ENTRY = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE id = ?"
 
 
 # -- retention ----------------------------------------------------------------
@@ -153,6 +177,13 @@ DELETE_EXPIRED_ROWIDS = (
     f"DELETE FROM jobs WHERE rowid IN (SELECT value FROM json_each(:rowids)) AND {_EXPIRED}"
 )
 COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} GROUP BY status"
+# Finished jobs no date function can read a date of: `_EXPIRED` is never true for them.
+_UNDATABLE = (
+    f"julianday(created_at) IS NULL AND status IN {_TERMINAL} AND (completed_at IS NULL "
+    "OR completed_at LIKE '0001-01-01%' OR julianday(completed_at) IS NULL)"
+)
+COUNT_UNDATABLE_JOBS = f"SELECT count(*) FROM jobs WHERE {_UNDATABLE}"
+SAMPLE_UNDATABLE_JOBS = f"SELECT rowid FROM jobs WHERE {_UNDATABLE} ORDER BY rowid LIMIT ?"
 
 # -- recovery -----------------------------------------------------------------
 # Recovered jobs come back with their times as ISO 8601 UTC for the webhook

@@ -34,7 +34,7 @@ def decode_job(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
         raise UnreadableJobError(
             f"job {job_id} has status {status!r}, which secautod does not know"
         )
-    created_at = _decode_time(conn, created, job_id, "created_at")
+    created_at = decode_time(conn, created, job_id, "created_at")
     if created_at is None:
         raise UnreadableJobError(f"job {job_id}: created_at is empty")
     # Every value is checked and UTC at millisecond precision here, so the
@@ -47,15 +47,15 @@ def decode_job(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
         results=None if results is None else decode_json(results, job_id, "results"),
         error=_stored_error_text(error, job_id),
         created_at=created_at,
-        started_at=None if started is None else _decode_time(conn, started, job_id, "started_at"),
+        started_at=None if started is None else decode_time(conn, started, job_id, "started_at"),
         completed_at=None
         if completed is None
-        else _decode_time(conn, completed, job_id, "completed_at"),
-        updated_at=None if updated is None else _decode_time(conn, updated, job_id, "updated_at"),
+        else decode_time(conn, completed, job_id, "completed_at"),
+        updated_at=None if updated is None else decode_time(conn, updated, job_id, "updated_at"),
     )
 
 
-def _decode_time(
+def decode_time(
     conn: sqlite3.Connection, value: object, job_id: str, column: str
 ) -> datetime | None:
     """Read a timestamp in any form SQLite's date functions accept."""

@@ -139,16 +139,18 @@ def integrity_problems(
     return [line.strip(" *") for row in rows for line in row.splitlines() if line.strip(" *")]
 
 
-def verify_database_file(path: Path) -> DatabaseFileSummary:
+def verify_database_file(path: Path, *, immutable: bool = False) -> DatabaseFileSummary:
     """Check that `path` is an intact secautod job store this version can open.
 
     Opens the file read-only, runs `PRAGMA integrity_check`, and checks the
     schema version and the `jobs` table. Raises `StoreCorruptError` or
-    `SchemaVersionError` naming the file and the problem.
+    `SchemaVersionError` naming the file and the problem. `immutable` is for
+    a file nobody writes and whose WAL is known empty: SQLite then reads the
+    file alone and leaves no -wal or -shm beside it.
     """
     if not path.is_file():
         raise StoreCorruptError(f"{path} does not exist or is not a regular file")
-    uri = f"file:{quote(str(path))}?mode=ro"
+    uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:

@@ -10,8 +10,8 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,16 @@ from secautod.store.records import (
     EncodedJob,
     ImportCounts,
     JobFigures,
+    JobSummary,
     RecoveredJob,
     Recovery,
     SessionRecord,
+    UndatableJobs,
+    UnreadableRow,
 )
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import ConnectionPool
+from secautod.store.sqlite.listing import fetch_raw, job_entry, job_summary
 from secautod.store.sqlite.retention import delete_expired_jobs
 from secautod.store.sqlite.rows import decode_job
 from secautod.store.sqlite.schema import check_jobs_table, migrate, schema_version
@@ -140,24 +144,65 @@ class SQLiteJobStore(JobStore):
         """Return jobs newest first, by creation time (see `JobStore`)."""
         params: dict[str, object] = {}
         if status is not None:
-            params["status"] = JobStatus.parse(status).value
-        if since is not None:
-            params["since"] = format_timestamp(require_aware(since, "since"))
-        if until is not None:
-            params["until"] = format_timestamp(require_aware(until, "until"))
-        if after is not None:
-            params["after"] = after
-        if limit is not None:
-            if limit < 0:
-                raise InvalidJobError(f"limit must not be negative, got {limit}")
-            params["limit"] = limit
+            status = JobStatus.parse(status).value
+        params = _listing_params(status, limit, since, until, after)
         query = queries.list_jobs_query(frozenset(params) - {"limit"}, limited=limit is not None)
+        with self._listing(after) as conn:
+            return [decode_job(conn, row) for row in conn.execute(query, params)]
+
+    def list_job_entries(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[Job | UnreadableRow]:
+        """Like `list_jobs`, but a row secautod cannot read becomes an `UnreadableRow`."""
+        params = _listing_params(status, limit, since, until, after)
+        query = queries.list_jobs_query(
+            frozenset(params) - {"limit"},
+            limited=limit is not None,
+            columns=queries.JOB_ENTRY_COLUMNS,
+        )
+        with self._listing(after) as conn:
+            raw = fetch_raw(conn, query, params)
+            return [job_entry(conn, row) for row in raw]
+
+    def list_job_summaries(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[JobSummary | UnreadableRow]:
+        """Like `list_job_entries`, reading only the columns a listing prints."""
+        params = _listing_params(status, limit, since, until, after)
+        query = queries.list_jobs_query(
+            frozenset(params) - {"limit"},
+            limited=limit is not None,
+            columns=queries.JOB_SUMMARY_COLUMNS,
+        )
+        with self._listing(after) as conn:
+            raw = fetch_raw(conn, query, params)
+            return [job_summary(conn, row) for row in raw]
+
+    def load_job_entry(self, job_id: str) -> Job | UnreadableRow | None:
+        """Return the job with `job_id`, an `UnreadableRow` if it cannot be read, or None."""
+        with self._pool.querying(f"loading job {job_id}") as conn:
+            raw = fetch_raw(conn, queries.SELECT_JOB_ENTRY, (job_id,))
+            return job_entry(conn, raw[0]) if raw else None
+
+    @contextmanager
+    def _listing(self, after: str | None) -> Iterator[sqlite3.Connection]:
+        """Give the connection for one listing, checking the page anchor `after` exists."""
         # Paging needs the anchor and the page from one snapshot; a plain listing is one read.
         guard = self._pool.reading if after is not None else self._pool.querying
         with guard("listing jobs") as conn:
             if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
                 raise JobNotFoundError(after)
-            return [decode_job(conn, row) for row in conn.execute(query, params)]
+            yield conn
 
     def update_job_status(
         self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
@@ -321,6 +366,13 @@ class SQLiteJobStore(JobStore):
         counts.update({JobStatus(status): count for status, count in rows})
         return counts
 
+    def undatable_jobs(self, sample: int = 10) -> UndatableJobs:
+        """Count the finished jobs whose dates no date function reads (never deleted)."""
+        with self._pool.reading("counting jobs without readable dates") as conn:
+            (count,) = conn.execute(queries.COUNT_UNDATABLE_JOBS).fetchone()
+            rows = conn.execute(queries.SAMPLE_UNDATABLE_JOBS, (sample,)).fetchall()
+        return UndatableJobs(int(count), tuple(int(row[0]) for row in rows))
+
     def write_snapshot(
         self,
         target: Path,
@@ -453,6 +505,32 @@ class SQLiteJobStore(JobStore):
         needs them). Never blocks other readers or writers.
         """
         return self._pool.checkpoint("checkpointing the WAL")
+
+
+def _listing_params(
+    status: str | None,
+    limit: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: str | None,
+) -> dict[str, object]:
+    """Return the bound parameters of a listing; their names pick its filters."""
+    params: dict[str, object] = {}
+    if status is not None:
+        if not isinstance(status, str) or not status:
+            raise InvalidJobError(f"status must be non-empty text, got {status!r}")
+        params["status"] = status
+    if since is not None:
+        params["since"] = format_timestamp(require_aware(since, "since"))
+    if until is not None:
+        params["until"] = format_timestamp(require_aware(until, "until"))
+    if after is not None:
+        params["after"] = after
+    if limit is not None:
+        if limit < 0:
+            raise InvalidJobError(f"limit must not be negative, got {limit}")
+        params["limit"] = limit
+    return params
 
 
 def _first_duplicate(ids: list[str]) -> str | None:
