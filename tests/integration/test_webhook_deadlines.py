@@ -13,7 +13,7 @@ from typing import Any
 from harness import receiver, wait_until
 
 from secautod.config import WebhookConfig, WebhookDeliveryConfig
-from secautod.recovery import recover_interrupted_jobs
+from secautod.recovery import recover, unclaimed_now
 from secautod.store.records import Notification
 from secautod.webhooks import WebhookDispatcher, post
 
@@ -81,7 +81,8 @@ def test_a_stuck_endpoint_never_delays_a_healthy_one(make_store: Any, make_job: 
     with trickling_endpoint() as stuck, receiver() as healthy:
         for index in range(3):
             store.save_job(make_job(id=f"r{index}", status="running"))
-        recover_interrupted_jobs(store, "boot-1", datetime.now(UTC), [stuck, healthy.url])
+        now = datetime.now(UTC)
+        recover(store, unclaimed_now(now), now, [stuck, healthy.url], boot_id="boot-1")
         endpoints = [
             WebhookConfig(stuck, timeout=timedelta(seconds=60)),
             WebhookConfig(healthy.url),
