@@ -210,9 +210,10 @@ WHERE status = 'running'
 {_RETURN_RECOVERED}"""
 _UNCLAIMED_TO_RECOVER = f"""status = 'running' AND NOT {_CLAIMED_BY_LIVE_SESSION}
   AND (:started_before IS NULL
-       OR julianday(coalesce(started_at, created_at)) < julianday(:started_before))
+       OR coalesce(julianday(started_at), julianday(created_at)) < julianday(:started_before))
   AND (:updated_before IS NULL
-       OR julianday(coalesce(updated_at, started_at, created_at)) < julianday(:updated_before))"""
+       OR coalesce(julianday(updated_at), julianday(started_at), julianday(created_at))
+          < julianday(:updated_before))"""
 RECOVER_UNCLAIMED_JOBS = f"""
 UPDATE jobs SET {_FAIL_JOB}
 WHERE {_UNCLAIMED_TO_RECOVER}
