@@ -41,6 +41,11 @@ def test_a_running_row_with_a_blob_id_is_recovered_by_rowid_and_notified(
     body = hooks.deliveries[0].json()
     assert (body["job"]["id"], body["job"]["rowid"]) == (None, rowid)
     assert body["job"]["started_at"] == "00FF"  # passed on as stored (hex), not dropped
+    with JobStore(database) as store:
+        boot = store.state.latest_boot()  # recorded before recovery (issue 19, item 11)
+    assert boot is not None
+    assert boot.boot_id == body["boot_id"]
+    assert boot.recovered_jobs == 1
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT status FROM jobs WHERE rowid = ?", (rowid,)).fetchone() == (
             "failed",
