@@ -60,3 +60,24 @@ def test_claims_follow_the_session_and_fencing_stops_a_lost_one(
         assert recover(store, session_recovery(record, ENGINE_EXITED, now), now, []) == []
     finally:
         session.close()
+
+
+def test_job_figures_are_recounted_only_after_another_connection_commits(
+    make_store: Any, make_job: Any, tmp_path: Path
+) -> None:
+    """An idle store returns the last figures without counting; a commit by another connection is seen."""
+    store = make_store()
+    store.save_job(make_job(id="a"))
+    first = store.job_figures()
+    assert first.by_status.get("pending") == 1
+    assert store.job_figures() is first  # nobody committed: not counted again
+    other = sqlite3.connect(tmp_path / "data" / "jobs.db")
+    with other:
+        other.execute(
+            "INSERT INTO jobs (id, status, playbook, context, created_at) "
+            "VALUES ('b', 'pending', '{}', '{}', '2026-01-01 00:00:00.000')"
+        )
+    other.close()
+    assert store.job_figures().by_status.get("pending") == 2
+    store.save_job(make_job(id="c"))  # this thread's own connection commits
+    assert store.job_figures().by_status.get("pending") == 3
