@@ -15,8 +15,8 @@ from harness import DaemonFactory, bulk_jobs, require, run_cli, write_config
 
 from secautod import JobStore
 
-EXPIRED = 250_000
-RECENT = 250_000
+EXPIRED = 100_000
+RECENT = 100_000
 
 API_WRITER = textwrap.dedent(
     """
@@ -89,7 +89,7 @@ def test_no_writer_or_reader_is_refused_during_maintenance(
     reader.start()
     shell_rows = 0
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600  # a bound for a hang, not a performance target
         while not (daemon.named("cleanup_completed") and daemon.named("backup_completed")):
             assert time.monotonic() < deadline, "maintenance did not finish"
             assert not daemon.named("cleanup_failed")
