@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import SECAUTOD, require, write_config
@@ -71,9 +72,9 @@ def _absolute(args: str, path: str) -> str:
     """A path of a *at() call made absolute with the directory strace printed for its fd."""
     if path.startswith("/"):
         return path
-    directory = _DIRFD.search(args[: args.index(f'"{path}"')].rsplit(",", 1)[0] + ",")
-    assert directory is not None, args
-    return f"{directory['dir']}/{path}"
+    directories = _DIRFD.findall(args[: args.index(f'"{path}"')])
+    assert directories, args
+    return f"{directories[-1]}/{path}"
 
 
 def traced(tmp_path: Path, *args: str) -> list[Call]:
@@ -137,13 +138,13 @@ def strace() -> None:
 
 
 @pytest.fixture
-def installation(tmp_path: Path, make_job: object) -> Path:
+def installation(tmp_path: Path, make_job: Any) -> Path:
     """A config and a store holding a few jobs."""
     config = write_config(tmp_path)
     (tmp_path / "data").mkdir(mode=0o700)
     with JobStore(tmp_path / "data" / "jobs.db") as store:
         for _ in range(50):
-            store.save_job(make_job(context={"blob": "x" * 2000}))  # type: ignore[operator]
+            store.save_job(make_job(context={"blob": "x" * 2000}))
     return config
 
 
