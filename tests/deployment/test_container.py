@@ -3,7 +3,11 @@
 No container engine is needed: the Containerfile is checked statically, and
 its ENTRYPOINT + CMD run under `unshare --pid --fork --mount-proc`, which
 gives the daemon what an engine gives it (PID 1, no init, a signal from
-outside the namespace on stop).
+outside the namespace on stop). It runs as the user running the suite, not
+the image's USER: the suite's interpreter need not be reachable by uid
+10001 (under /root it is not). That PID 1 runs as uid and gid 10001, in all
+four fields, is checked on the built image by
+`test_container_image.py::test_pid1_and_exec_run_as_uid_10001`.
 """
 
 from __future__ import annotations

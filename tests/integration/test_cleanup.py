@@ -142,48 +142,60 @@ def test_stopped_cleanup_keeps_its_progress_and_resumes(make_store: Any, now: da
 
 WRITER = textwrap.dedent(
     """
-    import sqlite3, sys, time
-    path, count = sys.argv[1], int(sys.argv[2])
+    import os, sqlite3, sys, time
+    path, stop_file = sys.argv[1], sys.argv[2]
     conn = sqlite3.connect(path, timeout=2.0, isolation_level=None)
     worst = 0.0
+    count = 0
     print("ready", flush=True)
-    for index in range(count):
+    while not os.path.exists(stop_file):
         started = time.monotonic()
         conn.execute(
             "INSERT INTO jobs (id, status, playbook, context, created_at) "
             "VALUES (?, 'pending', '{}', '{}', strftime('%Y-%m-%d %H:%M:%f', 'now'))",
-            (f"ext-{index}",),
+            (f"ext-{count}",),
         )
         worst = max(worst, time.monotonic() - started)
+        count += 1
         time.sleep(0.002)
-    print(f"done {worst:.3f}", flush=True)
+    print(f"done {count} {worst:.3f}", flush=True)
     """
 )
+# The worst single insert an engine may see while cleanup runs, on a busy
+# 2-core CI machine. The 100 ms target is measured in benchmarks/, not here.
+WORST_WRITE_SECONDS = 1.0
 
 
-def test_external_writer_never_fails_during_cleanup(
+def test_external_writer_never_fails_or_stalls_during_cleanup(
     make_store: Any, now: datetime, tmp_path: Path
 ) -> None:
-    """Another process inserting with a 2 s busy timeout is never refused while cleanup runs."""
+    """Another process inserting all through a cleanup is never refused, and no insert waits 1 s or more."""
     store = make_store()
-    count = 60_000
+    count = 100_000  # one DELETE of these holds the write lock for seconds
     bulk_insert(store.path, count, "completed", "2026-01-01 00:00:00.000")
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
+    stop_file = tmp_path / "stop-writing"
     writer = subprocess.Popen(
-        [sys.executable, str(script), str(store.path), "400"],
+        [sys.executable, str(script), str(store.path), str(stop_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert writer.stdout is not None
-    assert writer.stdout.readline().strip() == "ready"
-    deleted = store.cleanup_old_jobs(30 * DAY, now=now)
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "ready"
+        deleted = store.cleanup_old_jobs(30 * DAY, now=now)
+    finally:
+        stop_file.touch()
     out, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err
     assert deleted == count
-    assert out.startswith("done")
-    assert store.get_stats().by_status[JobStatus.PENDING] == 400
+    word, written, worst = out.split()
+    assert word == "done"
+    assert int(written) > 0
+    assert float(worst) < WORST_WRITE_SECONDS, f"an insert waited {worst} s during cleanup"
+    assert store.get_stats().by_status[JobStatus.PENDING] == int(written)
 
 
 def record_pauses(monkeypatch: pytest.MonkeyPatch) -> list[bool]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import DEADLINE, bulk_jobs, wait_until
 from structlog.testing import capture_logs
 
 from secautod import JobStore
@@ -16,6 +20,8 @@ from secautod.backoff import doubling_delay
 from secautod.config import Config, parse_config
 from secautod.maintenance import first_run_time, task_intervals
 from secautod.scheduler import MaintenanceScheduler
+from secautod.store.sqlite import retention
+from secautod.store.sqlite.retention import CLEANUP_BATCH_ROWS
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -181,7 +187,43 @@ def test_failed_run_is_retried_after_the_doubling_delay(tmp_path: Path, now: dat
             assert scheduler.shutdown(5)
 
 
-def test_shutdown_aborts_a_running_cleanup(scheduler_parts: Any) -> None:
+def test_shutdown_aborts_a_running_cleanup(
+    scheduler_parts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cleanup that has deleted its first batch stops on shutdown: aborted, idle at once, rows kept."""
+    store, config, clock = scheduler_parts
+    expired = CLEANUP_BATCH_ROWS[0] * 8 * 4
+    bulk_jobs(store.path, expired, payload_bytes=10)
+    # A reader pinning a snapshot keeps cleanup waiting after its first batch
+    # (it waits for the WAL to fold), so it is certainly mid-run at shutdown.
+    monkeypatch.setattr(retention, "CLEANUP_MAX_WAL_BACKLOG_FRAMES", 1)
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM jobs").fetchone()
+    scheduler = MaintenanceScheduler(store, config, clock.now, clock.monotonic)
+    scheduler.start()
+    worker = threading.Thread(target=scheduler.run_task, args=["cleanup"])
+    try:
+        with capture_logs() as logs:
+            worker.start()
+            wait_until(lambda: store.get_stats().total < expired, what="the first batch")
+            started = time.monotonic()
+            assert scheduler.shutdown(5) is True
+            stopped_in = time.monotonic() - started
+            worker.join(DEADLINE)
+    finally:
+        reader.close()
+        scheduler.shutdown(5)
+    assert not worker.is_alive()
+    assert stopped_in < 1.0
+    events = [entry["event"] for entry in logs if entry["event"].startswith("cleanup_")]
+    assert events == ["cleanup_started", "cleanup_aborted"]
+    remaining = store.get_stats().total
+    assert 0 < remaining < expired
+    assert store.state.task_runs()["cleanup"].last_success_at == clock.wall - HOUR
+
+
+def test_task_started_after_shutdown_does_nothing(scheduler_parts: Any) -> None:
     """A task started after shutdown began does nothing, and shutdown reports it idle."""
     store, config, clock = scheduler_parts
     scheduler = MaintenanceScheduler(store, config, clock.now, clock.monotonic)
