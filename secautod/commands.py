@@ -426,7 +426,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Summarise the daemon, maintenance, backups and notifications."""
     config, published, notes = _status_config(args)
     now = utc_now()
-    if not config.database_path.exists():
+    if config.storage.url is None and not config.database_path.exists():
         pid = holder_pid(config.data_directory)
         problem = f"no job store at {config.database_path} yet"
         if args.json:

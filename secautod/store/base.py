@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from secautod.errors import JobNotFoundError, StopCheck, StoreError
 from secautod.jobs import Job, JobStats, JobStatus
@@ -416,6 +417,23 @@ class JobStore:
         Returns what could not be moved yet (0 when nothing is pending).
         """
         raise NotImplementedError
+
+
+def redact_password(url: str) -> str:
+    """Return `url` with its password (in the authority or the query) replaced by `***`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            credentials = credentials.split(":", 1)[0] + ":***"
+        netloc = f"{credentials}@{host}"
+    query = "&".join(
+        "password=***" if pair.lower().startswith("password=") else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _backend_class(location: object) -> type[JobStore]:

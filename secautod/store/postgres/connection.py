@@ -9,11 +9,11 @@ redacted. SQL text lives in `queries.py`.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
@@ -25,7 +25,7 @@ from secautod.errors import (
     StoreError,
     StoreFullError,
 )
-from secautod.store.base import SYNCHRONOUS_LEVELS, Synchronous
+from secautod.store.base import SYNCHRONOUS_LEVELS, Synchronous, redact_password
 from secautod.store.postgres import queries
 
 # How long opening a connection may take before the server counts as unreachable.
@@ -41,25 +41,16 @@ _AUTH_FAILED = {"28000", "28P01"}
 _NO_DATABASE = "3D000"
 _BUSY = {"55P03", "40001", "40P01", "57014"}  # lock timeout, serialization, deadlock, cancel
 _CORRUPT = {"XX001", "XX002"}
+_AUTH_FAILED_TEXT = (
+    "password authentication failed",
+    "no password supplied",
+    "authentication failed",
+    "pg_hba.conf rejects",
+)
+_NO_ROLE_TEXT = re.compile(r'role "[^"]*" does not exist')
+_NO_DATABASE_TEXT = re.compile(r'database "[^"]*" does not exist')
 _FULL = {"53100"}
 _PRIVILEGE = "42501"
-
-
-def redact_password(url: str) -> str:
-    """Return `url` with its password (in the authority or the query) replaced by `***`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, host = netloc.rsplit("@", 1)
-        if ":" in credentials:
-            credentials = credentials.split(":", 1)[0] + ":***"
-        netloc = f"{credentials}@{host}"
-    query = "&".join(
-        "password=***" if pair.lower().startswith("password=") else pair
-        for pair in parts.query.split("&")
-        if pair
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def translate_error(exc: BaseException, url: str, action: str) -> StoreError | InvalidJobError:
@@ -72,12 +63,17 @@ def translate_error(exc: BaseException, url: str, action: str) -> StoreError | I
             f"{action}: no connection to PostgreSQL at {shown} ({detail}); check that the "
             f"server runs and answers, and storage.url"
         )
-    if state in _AUTH_FAILED or "password authentication failed" in detail:
+    # Connecting fails before any SQLSTATE arrives: libpq's text names the cause.
+    if (
+        state in _AUTH_FAILED
+        or any(sign in detail for sign in _AUTH_FAILED_TEXT)
+        or _NO_ROLE_TEXT.search(detail)
+    ):
         return StoreError(
             f"{action}: PostgreSQL at {shown} refused the credentials ({detail}); check the "
             f"user in storage.url and the password (storage.password_env, ~/.pgpass)"
         )
-    if state == _NO_DATABASE:
+    if state == _NO_DATABASE or _NO_DATABASE_TEXT.search(detail):
         return StoreError(f"{action}: {shown}: {detail}; create it or fix storage.url")
     if state in _BUSY:
         return StoreBusyError(

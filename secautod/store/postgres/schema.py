@@ -18,8 +18,8 @@ import psycopg
 
 from secautod.errors import SchemaVersionError, StoreError
 from secautod.log import get_logger
+from secautod.store.base import redact_password
 from secautod.store.postgres import queries
-from secautod.store.postgres.connection import redact_password
 
 log = get_logger("secautod.store")
 

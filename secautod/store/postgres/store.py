@@ -38,6 +38,7 @@ from secautod.store.base import (
     JobStore,
     RecoveryBody,
     Synchronous,
+    redact_password,
 )
 from secautod.store.json_text import encode_job, encode_json
 from secautod.store.postgres import queries
@@ -45,7 +46,6 @@ from secautod.store.postgres.connection import (
     ConnectionPool,
     connect,
     connection_options,
-    redact_password,
     translating,
 )
 from secautod.store.postgres.rows import decode_job, stored_time, utc_or_none
