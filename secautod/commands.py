@@ -285,7 +285,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         problems = store.integrity_check()
         if problems:
             raise StoreCorruptError(
-                f"{config.database_path} failed its integrity check: "
+                f"{config.store_location} failed its integrity check: "
                 f"{describe_problems(problems)}; {restore_hint(config)}"
             )
         try:
@@ -294,7 +294,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise with_restore_hint(exc, config) from exc
         version = store.schema_version
     lines.append(
-        f"database: ok ({config.database_path}, {stats.total} jobs, schema version {version})"
+        f"database: ok ({config.store_location}, {stats.total} jobs, schema version {version})"
     )
     backups = list_backups(config.backup_directory, config.database_path.name)
     if backups:
@@ -306,7 +306,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print_json(
             {
                 "config": str(config.path),
-                "database": str(config.database_path),
+                "database": config.store_location,
                 "jobs": stats.total,
                 "schema_version": version,
                 "integrity": "ok",
