@@ -397,7 +397,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         problems = store.integrity_check()
         if problems:
             raise StoreCorruptError(
-                f"{config.database_path} failed its integrity check: "
+                f"{config.store_location} failed its integrity check: "
                 f"{describe_problems(problems)}; {restore_hint(config)}"
             )
         try:
@@ -406,7 +406,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise with_restore_hint(exc, config) from exc
         version = store.schema_version
     lines.append(
-        f"database: ok ({config.database_path}, {plural(stats.total, 'job')}, "
+        f"database: ok ({config.store_location}, {plural(stats.total, 'job')}, "
         f"schema version {version})"
     )
     latest = newest_backup(config.backup_directory, config.database_path.name)
@@ -419,7 +419,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print_json(
             {
                 "config": str(config.path),
-                "database": str(config.database_path),
+                "database": config.store_location,
                 "database_created": True,
                 "jobs": stats.total,
                 "schema_version": version,
@@ -563,7 +563,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Summarise the daemon, maintenance, backups and notifications."""
     config, published, notes = _status_config(args)
     now = utc_now()
-    if not config.database_path.exists():
+    if config.storage.url is None and not config.database_path.exists():
         pid = holder_pid(config.data_directory)
         problem = f"no job store at {config.database_path} yet"
         if args.json:

@@ -25,6 +25,7 @@ from secautod.output import shorten
 from secautod.store.base import (
     BACKUP_CHECKS,
     DEFAULT_BUSY_TIMEOUT_SECONDS,
+    POSTGRES_URL_SCHEMES,
     BackupCheck,
     Synchronous,
 )
@@ -161,6 +162,13 @@ def _optional(parse: Callable[[object], T]) -> Callable[[object], T | None]:
     return parse_optional
 
 
+def _postgres_url(value: object) -> str:
+    # The value is never echoed: it may hold a password.
+    if not isinstance(value, str) or value.split("://", 1)[0] not in POSTGRES_URL_SCHEMES:
+        raise ValueError("expected a postgresql:// (or postgres://) URL")
+    return value
+
+
 def _days(value: object) -> timedelta:
     return _duration(value, "days", 86400.0)
 
@@ -269,6 +277,11 @@ class StorageConfig:
     busy_timeout: timedelta = setting(
         "busy_timeout_seconds", _seconds, timedelta(seconds=DEFAULT_BUSY_TIMEOUT_SECONDS)
     )
+    # A PostgreSQL store (SPEC §11) instead of the file; None: the SQLite file.
+    url: str | None = setting("url", _optional(_postgres_url), None)
+    # The environment variable holding the PostgreSQL password (else libpq's passfile/service).
+    password_env: str | None = setting("password_env", _optional(_text), None)
+    password: Secret | None = field(default=None, repr=False)  # from `password_env`
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +373,15 @@ class Config:
     def database_path(self) -> Path:
         """The job store's file."""
         return self.data_directory / self.storage.database_file
+
+    @property
+    def store_location(self) -> str:
+        """Where the job store is, for people: the file, or the URL without its password."""
+        if self.storage.url is None:
+            return str(self.database_path)
+        from secautod.store.base import redact_password
+
+        return redact_password(self.storage.url)
 
     @property
     def backup_directory(self) -> Path:
@@ -473,6 +495,7 @@ def parse_config(
         data_directory=(base / config.data_directory).absolute(),
         jobs=jobs,
         metrics=metrics,
+        storage=_with_password(config.storage, environ),
         webhooks=tuple(
             _with_secret(endpoint, f"webhooks[{index}].", environ if require_secrets else None)
             for index, endpoint in enumerate(config.webhooks)
@@ -489,6 +512,20 @@ def parse_config(
             "webhook_delivery.retry_max_seconds: must not be less than retry_initial_seconds"
         )
     return config
+
+
+def _with_password(storage: StorageConfig, environ: Mapping[str, str]) -> StorageConfig:
+    """Look up the PostgreSQL password `storage.password_env` names."""
+    if storage.password_env is None:
+        return storage
+    if storage.url is None:
+        raise ConfigError("storage.password_env: only used with storage.url (PostgreSQL)")
+    if not environ.get(storage.password_env):
+        raise ConfigError(
+            f"storage.password_env: the environment variable {storage.password_env} "
+            f"is not set or empty"
+        )
+    return replace(storage, password=Secret(environ[storage.password_env]))
 
 
 def _with_secret(

@@ -95,7 +95,11 @@ class Daemon:
 
     # -- phases ------------------------------------------------------------------
     def _run_with_store(self, store: JobStore) -> int:
-        log.info("store_opened", path=str(store.path), schema_version=store.schema_version)
+        log.info(
+            "store_opened",
+            path=self.config.store_location,
+            schema_version=store.schema_version,
+        )
         monitor = Monitor(
             store,
             self.config,

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from secautod.errors import JobNotFoundError, StopCheck
+from secautod.errors import JobNotFoundError, StopCheck, StoreError
 from secautod.jobs import Job, JobStats, JobStatus
 from secautod.store.records import (
     BackupRecord,
@@ -52,6 +53,8 @@ SYNCHRONOUS_LEVELS: tuple[Synchronous, ...] = ("FULL", "NORMAL")
 BackupCheck = Literal["integrity", "quick"]
 BACKUP_CHECKS: tuple[BackupCheck, ...] = ("integrity", "quick")
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
+# A store location with one of these schemes is a PostgreSQL server (SPEC §11).
+POSTGRES_URL_SCHEMES = ("postgresql", "postgres")
 IMPORT_BATCH_JOBS = 500
 # Builds the webhook body of one recovered job (the store queues it atomically).
 RecoveryBody = Callable[[RecoveredJob], str]
@@ -179,11 +182,13 @@ class JobStore:
             raise TypeError(f"{cls.__name__} does not implement {', '.join(missing)}")
 
     def __new__(cls, *args: Any, **options: Any) -> JobStore:
-        """Open the backend `JobStore(location, ...)` names; subclasses construct themselves."""
-        if cls is JobStore:
-            from secautod.store.sqlite.store import SQLiteJobStore
+        """Open the backend `JobStore(location, ...)` names; subclasses construct themselves.
 
-            cls = SQLiteJobStore
+        A `postgresql://` (or `postgres://`) URL opens PostgreSQL; anything
+        else is the path of a SQLite file.
+        """
+        if cls is JobStore:
+            cls = _backend_class(args[0] if args else options.get("path"))
         return super().__new__(cls)
 
     # -- lifecycle -------------------------------------------------------------
@@ -460,6 +465,39 @@ class JobStore:
         Returns what could not be moved yet (0 when nothing is pending).
         """
         raise NotImplementedError
+
+
+def redact_password(url: str) -> str:
+    """Return `url` with its password (in the authority or the query) replaced by `***`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            credentials = credentials.split(":", 1)[0] + ":***"
+        netloc = f"{credentials}@{host}"
+    query = "&".join(
+        "password=***" if pair.lower().startswith("password=") else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _backend_class(location: object) -> type[JobStore]:
+    """Return the backend class for a store location (a path or a PostgreSQL URL)."""
+    if isinstance(location, str) and location.split("://", 1)[0] in POSTGRES_URL_SCHEMES:
+        try:
+            from secautod.store.postgres.store import PostgresJobStore
+        except ImportError as exc:
+            raise StoreError(
+                f"a PostgreSQL store needs psycopg 3 and psycopg_pool ({exc}): install "
+                f"secautod[postgresql], or Debian's python3-psycopg and python3-psycopg-pool"
+            ) from None
+        return PostgresJobStore
+    from secautod.store.sqlite.store import SQLiteJobStore
+
+    return SQLiteJobStore
 
 
 def _batches(items: Iterable[Job], size: int) -> Iterator[list[Job]]:

@@ -1,0 +1,268 @@
+"""Every SQL statement the PostgreSQL backend runs, by name (DDL lives in `migrations/`).
+
+Values are always bound parameters (psycopg's `%(name)s`). `list_jobs_query`
+assembles a listing from the fixed fragments below; no caller text ever
+becomes SQL.
+"""
+
+from __future__ import annotations
+
+from secautod.jobs import JOB_COLUMNS as _COLUMN_NAMES
+from secautod.jobs import TERMINAL_STATUSES
+
+JOB_COLUMNS = ", ".join(_COLUMN_NAMES)
+_TERMINAL = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)) + ")"
+
+# -- sessions and schema bookkeeping --------------------------------------------
+# Every connection works in UTC, so text timestamps without a zone (secautod's
+# own form, in imports) mean UTC, as on SQLite.
+SET_UTC = "SET TIME ZONE 'UTC'"
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
+SET_SYNCHRONOUS_COMMIT = "SELECT set_config('synchronous_commit', %s, false)"
+# Migrations run one secautod at a time, whichever instance starts first.
+MIGRATION_LOCK_KEY = 0x5EC0_0001
+TAKE_MIGRATION_LOCK = "SELECT pg_advisory_lock(%s)"
+RELEASE_MIGRATION_LOCK = "SELECT pg_advisory_unlock(%s)"
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL
+)"""
+# to_regclass follows search_path: a store may live in its own schema.
+MIGRATIONS_TABLE_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
+SELECT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)"
+PING = "SELECT count(*) FROM schema_migrations"
+# A snapshot read: several statements see one consistent state (a page and its anchor).
+SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# PostgreSQL checks its own pages (checksums, if enabled): what secautod can
+# check is that its tables are all there.
+MISSING_TABLES = """
+SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL ORDER BY name"""
+SECAUTOD_TABLES = (
+    "jobs",
+    "boots",
+    "maintenance_runs",
+    "backup_log",
+    "webhook_outbox",
+    "engine_sessions",
+    "job_claims",
+    "schema_migrations",
+)
+
+# -- jobs ---------------------------------------------------------------------
+UPSERT_JOB = f"""
+INSERT INTO jobs ({JOB_COLUMNS})
+VALUES (%(id)s, %(status)s, %(playbook)s, %(context)s, %(results)s, %(error)s,
+        %(created_at)s, %(started_at)s, %(completed_at)s, %(updated_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status,
+    playbook = excluded.playbook,
+    context = excluded.context,
+    results = excluded.results,
+    error = excluded.error,
+    created_at = excluded.created_at,
+    started_at = excluded.started_at,
+    completed_at = excluded.completed_at,
+    updated_at = excluded.updated_at"""
+# Imports bind text timestamps (secautod's UTC form); the session zone is UTC.
+INSERT_JOB_IF_ABSENT = f"""
+INSERT INTO jobs ({JOB_COLUMNS})
+VALUES (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz,
+        %s::timestamptz)
+ON CONFLICT (id) DO NOTHING
+RETURNING 1"""
+# The ids one import has met, to tell "stored before" from "named twice".
+CREATE_IMPORT_SEEN = (
+    "CREATE TEMP TABLE IF NOT EXISTS import_seen (id TEXT PRIMARY KEY) ON COMMIT DROP"
+)
+FIND_IMPORT_SEEN = "SELECT id FROM import_seen WHERE id = ANY(%s::text[]) LIMIT 1"
+MARK_IMPORT_SEEN = """
+INSERT INTO import_seen (id) SELECT unnest(%s::text[]) ON CONFLICT (id) DO NOTHING"""
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s"
+JOB_EXISTS = "SELECT 1 FROM jobs WHERE id = %s"
+UPDATE_JOB_STATUS = f"""
+UPDATE jobs SET
+    status = %(status)s,
+    started_at = CASE %(status)s WHEN 'running' THEN %(now)s WHEN 'pending' THEN NULL
+                 ELSE started_at END,
+    completed_at = CASE WHEN %(status)s IN {_TERMINAL} THEN %(now)s ELSE NULL END,
+    updated_at = %(now)s
+WHERE id = %(id)s"""
+UPDATE_JOB_RESULTS = """
+UPDATE jobs SET results = %(results)s, error = %(error)s, updated_at = %(now)s
+WHERE id = %(id)s"""
+DELETE_JOB = "DELETE FROM jobs WHERE id = %s"
+COUNT_JOBS_BY_STATUS = "SELECT status, count(*) FROM jobs GROUP BY status"
+OLDEST_PENDING_CREATED = "SELECT min(created_at) FROM jobs WHERE status = 'pending'"
+OLDEST_RUNNING_STARTED = (
+    "SELECT min(coalesce(started_at, created_at)) FROM jobs WHERE status = 'running'"
+)
+
+_LIST_FILTERS = {
+    "status": "status = %(status)s",
+    "since": "created_at >= %(since)s",
+    "until": "created_at < %(until)s",
+    # Keyset paging: rows that sort after the job named by `after`, newest first.
+    "after": "(created_at, rowid) < (SELECT created_at, rowid FROM jobs WHERE id = %(after)s)",
+}
+
+
+# What a tolerant listing reads: the row's rowid before the columns, so a row
+# that cannot be read is still named; a summary leaves context and results unread.
+JOB_ENTRY_COLUMNS = f"rowid, {JOB_COLUMNS}"
+LISTED_ERROR_CHARACTERS = 500  # as on SQLite
+JOB_SUMMARY_COLUMNS = (
+    f"rowid, id, status, created_at, updated_at, playbook, left(error, {LISTED_ERROR_CHARACTERS})"
+)
+SELECT_JOB_ENTRY = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE id = %s"
+
+
+def list_jobs_query(filters: frozenset[str], limited: bool, columns: str = JOB_COLUMNS) -> str:
+    """Return the listing query using the named filters (keys of `_LIST_FILTERS`).
+
+    `columns` is one of the fixed column lists above (`JOB_COLUMNS` by default).
+    """
+    unknown = filters - _LIST_FILTERS.keys()
+    if unknown:
+        raise ValueError(f"unknown listing filters: {sorted(unknown)}")
+    where = " AND ".join(_LIST_FILTERS[name] for name in sorted(filters)) or "true"
+    limit = " LIMIT %(limit)s" if limited else ""
+    return f"SELECT {columns} FROM jobs WHERE {where} ORDER BY created_at DESC, rowid DESC{limit}"
+
+
+# -- retention ------------------------------------------------------------------
+# Matches idx_jobs_expiry's expression, so cleanup reads only expired rows.
+_EXPIRED = f"status IN {_TERMINAL} AND coalesce(completed_at, created_at) < %(cutoff)s"
+# One short batch: rows an engine is writing are skipped (SKIP LOCKED), so
+# cleanup never waits for an engine and an engine waits at most one batch.
+DELETE_EXPIRED_BATCH = f"""
+DELETE FROM jobs WHERE rowid IN (
+    SELECT rowid FROM jobs WHERE {_EXPIRED} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"""
+COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} GROUP BY status"
+
+# -- recovery -------------------------------------------------------------------
+_FAIL_JOB = "status = 'failed', completed_at = %(now)s, error = %(error)s, updated_at = %(now)s"
+_RETURN_RECOVERED = "RETURNING id, rowid, created_at, started_at"
+_CLAIMED_BY_LIVE_SESSION = """EXISTS (
+    SELECT 1 FROM job_claims AS c JOIN engine_sessions AS s ON s.session_id = c.session_id
+    WHERE c.job_id = jobs.id AND s.gone_at IS NULL AND s.closed_at IS NULL)"""
+DECLARE_SESSION_GONE = """
+UPDATE engine_sessions SET gone_at = %(now)s, gone_reason = %(reason)s
+WHERE session_id = %(session_id)s AND gone_at IS NULL"""
+RECOVER_SESSION_JOBS = f"""
+UPDATE jobs SET {_FAIL_JOB}
+WHERE status = 'running'
+  AND id IN (SELECT job_id FROM job_claims WHERE session_id = %(session_id)s)
+{_RETURN_RECOVERED}"""
+RECOVER_UNCLAIMED_JOBS = f"""
+UPDATE jobs SET {_FAIL_JOB}
+WHERE status = 'running' AND NOT {_CLAIMED_BY_LIVE_SESSION}
+  AND (%(started_before)s::timestamptz IS NULL
+       OR coalesce(started_at, created_at) < %(started_before)s)
+  AND (%(updated_before)s::timestamptz IS NULL
+       OR coalesce(updated_at, started_at, created_at) < %(updated_before)s)
+{_RETURN_RECOVERED}"""
+QUEUE_NOTIFICATION = """
+INSERT INTO webhook_outbox (endpoint, event, job_id, payload, created_at, next_attempt_at)
+VALUES (%s, %s, %s, %s, %s, %s)"""
+
+# -- engine sessions --------------------------------------------------------------
+OPEN_SESSION = """
+INSERT INTO engine_sessions (session_id, name, host, boot_id, pid_namespace, pid,
+                             process_start, lease_seconds, opened_at, renewed_at)
+VALUES (%(session_id)s, %(name)s, %(host)s, %(boot_id)s, %(pid_namespace)s, %(pid)s,
+        %(process_start)s, %(lease_seconds)s, %(now)s, %(now)s)"""
+RENEW_SESSION = """
+UPDATE engine_sessions SET renewed_at = %(now)s, renewals = renewals + 1
+WHERE session_id = %(session_id)s AND gone_at IS NULL"""
+CLOSE_SESSION = """
+UPDATE engine_sessions SET closed_at = %(now)s
+WHERE session_id = %(session_id)s AND closed_at IS NULL"""
+_SESSION_COLUMNS = """s.session_id, s.name, s.host, s.boot_id, s.pid_namespace, s.pid,
+    s.process_start, s.lease_seconds, s.opened_at, s.renewed_at, s.renewals, s.closed_at,
+    s.gone_at, s.gone_reason"""
+_RUNNING_CLAIMS = """(SELECT count(*) FROM job_claims AS c JOIN jobs ON jobs.id = c.job_id
+    WHERE c.session_id = s.session_id AND jobs.status = 'running')"""
+SELECT_SESSIONS_TO_CHECK = f"""
+SELECT {_SESSION_COLUMNS}, 0 FROM engine_sessions AS s
+WHERE s.gone_at IS NULL AND (s.closed_at IS NULL OR EXISTS (
+    SELECT 1 FROM job_claims AS c JOIN jobs ON jobs.id = c.job_id
+    WHERE c.session_id = s.session_id AND jobs.status = 'running'))
+ORDER BY s.opened_at"""
+COUNT_LIVE_SESSIONS = (
+    "SELECT count(*) FROM engine_sessions WHERE gone_at IS NULL AND closed_at IS NULL"
+)
+SELECT_ALL_SESSIONS = f"""
+SELECT {_SESSION_COLUMNS}, {_RUNNING_CLAIMS} FROM engine_sessions AS s ORDER BY s.opened_at"""
+SELECT_JOB_CLAIMS = f"""
+SELECT c.job_id, {_SESSION_COLUMNS}, 0 FROM job_claims AS c
+JOIN engine_sessions AS s ON s.session_id = c.session_id
+WHERE c.job_id = ANY(%(job_ids)s::text[])"""
+SESSION_FENCED = """
+SELECT s.gone_reason FROM engine_sessions AS s
+WHERE s.session_id = %(session_id)s AND s.gone_at IS NOT NULL
+  AND (%(claiming)s OR EXISTS (SELECT 1 FROM job_claims AS c
+                               WHERE c.job_id = %(id)s AND c.session_id = %(session_id)s))"""
+CLAIM_JOB = """
+INSERT INTO job_claims (job_id, session_id, claimed_at) VALUES (%(id)s, %(session_id)s, %(now)s)
+ON CONFLICT (job_id) DO UPDATE SET session_id = excluded.session_id,
+                                   claimed_at = excluded.claimed_at"""
+RELEASE_CLAIM = "DELETE FROM job_claims WHERE job_id = %(id)s AND session_id = %(session_id)s"
+PRUNE_SESSIONS = """
+DELETE FROM engine_sessions
+WHERE coalesce(gone_at, closed_at) < %(before)s
+  AND NOT EXISTS (SELECT 1 FROM job_claims AS c JOIN jobs ON jobs.id = c.job_id
+                  WHERE c.session_id = engine_sessions.session_id
+                    AND jobs.status = 'running' AND engine_sessions.gone_at IS NULL)"""
+
+# -- boots ------------------------------------------------------------------------
+INSERT_BOOT = """
+INSERT INTO boots (boot_id, started_at, pid, version, recovered_jobs)
+VALUES (%(boot_id)s, %(started_at)s, %(pid)s, %(version)s, %(recovered_jobs)s)
+ON CONFLICT (boot_id) DO UPDATE SET recovered_jobs = excluded.recovered_jobs"""
+SELECT_LATEST_BOOT = """
+SELECT boot_id, started_at, pid, version, recovered_jobs FROM boots
+ORDER BY started_at DESC LIMIT 1"""
+
+# -- webhook outbox ---------------------------------------------------------------
+SELECT_DUE_NOTIFICATIONS = """
+SELECT id, endpoint, event, job_id, payload, attempts FROM webhook_outbox
+WHERE endpoint = %(endpoint)s
+  AND (next_attempt_at <= %(now)s OR next_attempt_at > %(latest)s)
+ORDER BY next_attempt_at, id LIMIT %(limit)s"""
+SELECT_NEXT_NOTIFICATION_DUE = "SELECT min(next_attempt_at) FROM webhook_outbox WHERE endpoint = %s"
+DELETE_NOTIFICATION = "DELETE FROM webhook_outbox WHERE id = %s"
+RESCHEDULE_NOTIFICATION = """
+UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = %s, last_error = %s
+WHERE id = %s"""
+SUMMARIZE_OUTBOX = """
+SELECT endpoint, count(*), min(created_at), max(attempts), min(next_attempt_at)
+FROM webhook_outbox GROUP BY endpoint ORDER BY endpoint"""
+
+# -- maintenance history ------------------------------------------------------------
+SELECT_MAINTENANCE_RUNS = """
+SELECT task, last_success_at, last_attempt_at, last_error, last_result FROM maintenance_runs"""
+RECORD_TASK_SUCCESS = """
+INSERT INTO maintenance_runs (task, last_success_at, last_attempt_at, last_error, last_result)
+VALUES (%(task)s, %(at)s, %(at)s, NULL, %(result)s)
+ON CONFLICT (task) DO UPDATE SET
+    last_success_at = excluded.last_success_at,
+    last_attempt_at = excluded.last_attempt_at,
+    last_error = NULL,
+    last_result = excluded.last_result"""
+RECORD_TASK_FAILURE = """
+INSERT INTO maintenance_runs (task, last_attempt_at, last_error)
+VALUES (%(task)s, %(at)s, %(error)s)
+ON CONFLICT (task) DO UPDATE SET
+    last_attempt_at = excluded.last_attempt_at,
+    last_error = excluded.last_error"""
+
+# -- backups ------------------------------------------------------------------------
+RECORD_BACKUP = """
+INSERT INTO backup_log (path, created_at, size_bytes, integrity) VALUES (%s, %s, %s, %s)
+ON CONFLICT (path) DO UPDATE SET created_at = excluded.created_at,
+    size_bytes = excluded.size_bytes, integrity = excluded.integrity"""
+SELECT_BACKUP_RECORD = "SELECT created_at, size_bytes, integrity FROM backup_log WHERE path = %s"
+FORGET_BACKUP = "DELETE FROM backup_log WHERE path = %s"
