@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from secautod import __version__
 from secautod.backup import with_restore_hint
@@ -26,6 +27,7 @@ from secautod.errors import (
     EX_SOFTWARE,
     EX_UNEXPECTED,
     SecautodError,
+    StoreBusyError,
     StoreCorruptError,
     StoreError,
 )
@@ -45,8 +47,12 @@ from secautod.webhooks import WebhookDispatcher
 
 log = get_logger("secautod.daemon")
 
+T = TypeVar("T")
+
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 HANDLED_SIGNALS = STOP_SIGNALS | {signal.SIGHUP}
+# How long start-up keeps trying a write that engines keep waiting (`_patiently`).
+START_BUSY_PATIENCE_SECONDS = 120.0
 # Without a watchdog the main thread still wakes this often to notice clock jumps.
 IDLE_TICK_SECONDS = 30.0
 
@@ -112,7 +118,8 @@ class Daemon:
         started_at = self.clock()
         # Recorded before recovery, so every recovered job names a boot that is on record.
         boot = Boot(self.boot_id, started_at, os.getpid(), __version__, recovered_jobs=0)
-        store.state.record_boot(boot)
+        with self.notifier.extending_timeout():
+            _patiently("recording the daemon start", lambda: store.state.record_boot(boot))
         dispatcher = WebhookDispatcher(
             store, self.config.webhooks, self.config.webhook_delivery, self.clock
         )
@@ -124,7 +131,7 @@ class Daemon:
             on_recovered=dispatcher.wake,
         )
         with self.notifier.extending_timeout():
-            recovered = supervisor.check_at_start()
+            recovered = _patiently("the start-up check", supervisor.check_at_start)
         workers = _Workers(
             store,
             MaintenanceScheduler(
@@ -151,7 +158,10 @@ class Daemon:
             )
             if recovered:
                 _checkpoint_recovery(store)
-                store.state.record_boot(replace(boot, recovered_jobs=recovered))
+                try:
+                    store.state.record_boot(replace(boot, recovered_jobs=recovered))
+                except StoreError as exc:  # only the count; the boot itself is on record
+                    log.warning("boot_record_failed", error=str(exc))
             signo = self._serve(workers)
         except BaseException:
             # Stop the workers before the store is closed under them.
@@ -274,6 +284,24 @@ class Daemon:
             f"{counts[JobStatus.RUNNING]} running); "
             f"last backup {last_backup}"
         )
+
+
+def _patiently(step: str, action: Callable[[], T]) -> T:
+    """Run a start-up step, trying again while engines keep the write lock busy.
+
+    SQLite's busy handler is not fair: an engine committing back to back can
+    hold a waiting writer off for longer than its busy timeout. At start-up
+    that must not end the daemon, so the step is tried again for up to
+    `START_BUSY_PATIENCE_SECONDS`, each failure logged.
+    """
+    give_up = time.monotonic() + START_BUSY_PATIENCE_SECONDS
+    while True:
+        try:
+            return action()
+        except StoreBusyError as exc:
+            if time.monotonic() >= give_up:
+                raise
+            log.warning("store_busy_at_start", step=step, error=str(exc))
 
 
 def _checkpoint_recovery(store: JobStore) -> None:
