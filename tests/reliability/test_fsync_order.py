@@ -2,9 +2,10 @@
 
 A file that gets its final name before its data is on disk can be found
 empty or torn after a power cut, under a name that promises a verified
-copy. These tests run the real CLI under `strace -f -y` and check that the
-copy is synced before it gets its final name, and that the directory is
-synced after, so the name itself survives.
+copy. These tests run the real CLI under `strace -f -y` and check that a
+backup's copy is synced before it gets its final name and its directory is
+synced after, so the name itself survives; and that a restore's copy of the
+replaced database is synced, with its directory, before the restore commits.
 """
 
 from __future__ import annotations
@@ -166,19 +167,40 @@ def test_backup_syncs_the_copy_before_naming_it_then_the_directory(
 
 
 @pytest.mark.usefixtures("strace")
-def test_restore_syncs_the_copy_before_renaming_it_then_the_directory(
+def test_restore_syncs_the_copy_aside_before_the_restore_commits(
     tmp_path: Path, installation: Path
 ) -> None:
-    """`secautod restore`: the staged copy's last write, its sync, its rename over jobs.db, a directory sync."""
+    """`secautod restore`: the pre-restore copy is written and synced, then its directory, before the restore's first sync of jobs.db."""
     backup = subprocess.run(
         [SECAUTOD, "backup", "--config", str(installation)], capture_output=True, check=True
     )
     assert backup.returncode == 0
     calls = traced(tmp_path, "restore", "--config", str(installation))
-    database = str(tmp_path / "data" / "jobs.db")
-    renames = [call for call in calls if call.names and call.paths[-1] == database]
-    assert len(renames) == 1, renames
-    staged = renames[0].paths[0]
-    assert staged.endswith(".partial"), staged
-    assert renames[0].name.startswith("rename")  # atomic replacement, never link-and-unlink
-    assert_synced_then_named_then_directory_synced(calls, staged, database)
+    data = tmp_path / "data"
+    (aside,) = (
+        str(path)
+        for path in data.glob("jobs.db.pre-restore-*")
+        if not path.name.endswith(("-journal", "-wal", "-shm"))
+    )
+    database = str(data / "jobs.db")
+    aside_syncs = [call for call in calls if call.syncs and call.paths == (aside,)]
+    aside_writes = [call for call in calls if call.writes and call.paths == (aside,)]
+    assert aside_writes, "the copy aside was never written"
+    assert aside_syncs, "the copy aside was never synced"
+    last_sync = aside_syncs[-1]
+    assert aside_writes[-1].index < last_sync.index
+    directory_sync = next(
+        (
+            call
+            for call in calls[last_sync.index + 1 :]
+            if call.syncs and call.paths == (str(data),)
+        ),
+        None,
+    )
+    assert directory_sync is not None, "the directory was not synced after the copy aside"
+    restore_syncs = [
+        call for call in calls if call.syncs and call.paths[0] in (database, database + "-wal")
+    ]
+    assert restore_syncs, "the restore never synced jobs.db"
+    commit = next(call for call in restore_syncs if call.index > last_sync.index)
+    assert directory_sync.index < commit.index, (directory_sync, commit)
