@@ -203,10 +203,13 @@ _CLAIMED_BY_LIVE_SESSION = """EXISTS (
 DECLARE_SESSION_GONE = """
 UPDATE engine_sessions SET gone_at = :now, gone_reason = :reason
 WHERE session_id = :session_id AND gone_at IS NULL"""
+# Driven by the session's claims (idx_job_claims_session, then the primary key):
+# `+status` keeps the planner off idx_jobs_status, which would walk every running
+# job of every engine while holding the write lock.
 RECOVER_SESSION_JOBS = f"""
 UPDATE jobs SET {_FAIL_JOB}
-WHERE status = 'running'
-  AND id IN (SELECT job_id FROM job_claims WHERE session_id = :session_id)
+WHERE id IN (SELECT job_id FROM job_claims WHERE session_id = :session_id)
+  AND +status = 'running'
 {_RETURN_RECOVERED}"""
 _UNCLAIMED_TO_RECOVER = f"""status = 'running' AND NOT {_CLAIMED_BY_LIVE_SESSION}
   AND (:started_before IS NULL
