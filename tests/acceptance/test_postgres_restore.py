@@ -1,0 +1,79 @@
+"""`secautod restore` and `check` on a PostgreSQL store (SPEC §11): dumps round-trip."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import run_cli, write_config
+from pg_server import scratch_schema
+
+from secautod import JobStatus, JobStore
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store_url() -> Iterator[str]:
+    """A PostgreSQL URL working in a fresh schema, dropped after the test."""
+    with scratch_schema() as url:
+        assert url is not None
+        yield url
+
+
+def jobs_in(url: str) -> dict[str, JobStatus]:
+    with JobStore(url) as store:
+        return {job.id: job.status for job in store.list_jobs()}
+
+
+def test_restore_round_trips_the_jobs_and_keeps_the_replaced_tables(
+    tmp_path: Path, store_url: str, make_job: Any
+) -> None:
+    """`secautod restore` puts back the backed-up jobs, keeps a pre-restore dump, and `check` verifies the newest dump."""
+    config = write_config(tmp_path, storage={"url": store_url}, jobs={"backup_keep": 2})
+    backups = tmp_path / "data"
+    with JobStore(store_url, backup_directory=backups) as store:
+        for status in ("pending", "running", "completed"):
+            store.save_job(make_job(id=f"kept-{status}", status=status))
+        backup = store.backup_jobs(backups, now=NOW)
+    backed_up = jobs_in(store_url)
+    with JobStore(store_url) as store:
+        store.delete_job("kept-pending")
+        store.save_job(make_job(id="after-backup"))
+        store.update_job_status("kept-running", "failed")
+    checked = run_cli("check", "--config", str(config), timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    assert f"newest backup: ok ({backup}, 3 jobs)" in checked.stdout
+    result = run_cli("restore", "--config", str(config), "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["restored_from"], report["jobs"]) == (str(backup), 3)
+    assert jobs_in(store_url) == backed_up
+    previous = Path(report["previous_database"])
+    assert previous.name.startswith("test.pre-restore-")
+    assert previous.stat().st_mode & 0o077 == 0
+    # The pre-restore dump holds what was replaced: restoring it brings that back.
+    again = run_cli("restore", "--config", str(config), str(previous), timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert set(jobs_in(store_url)) == {"kept-running", "kept-completed", "after-backup"}
+
+
+def test_restore_refuses_while_another_secautod_uses_the_database(
+    tmp_path: Path, store_url: str, make_job: Any
+) -> None:
+    """With an engine's JobStore connected, restore exits 75 naming the connections, and changes nothing."""
+    config = write_config(tmp_path, storage={"url": store_url})
+    backups = tmp_path / "data"
+    with JobStore(store_url, backup_directory=backups) as store:
+        store.save_job(make_job(id="one"))
+        store.backup_jobs(backups, now=NOW)
+        store.save_job(make_job(id="two"))
+        result = run_cli("restore", "--config", str(config), timeout=120)
+        assert result.returncode == 75, result.stderr
+        assert "other secautod connection(s)" in result.stderr
+    assert set(jobs_in(store_url)) == {"one", "two"}
+    assert not list(backups.glob("*.pre-restore-*"))
