@@ -1,4 +1,4 @@
-"""`secautod restore` and `check` on a PostgreSQL store (SPEC §11): dumps round-trip."""
+"""Backups on a PostgreSQL store (SPEC §11): the daemon takes and rotates them, restore and check."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import run_cli, write_config
+from harness import DaemonFactory, run_cli, write_config
 from pg_server import scratch_schema
 
 from secautod import JobStatus, JobStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PASSWORD = "hunter2-not-for-logs"
 
 
 @pytest.fixture
@@ -77,3 +78,27 @@ def test_restore_refuses_while_another_secautod_uses_the_database(
         assert "other secautod connection(s)" in result.stderr
     assert set(jobs_in(store_url)) == {"one", "two"}
     assert not list(backups.glob("*.pre-restore-*"))
+
+
+def test_the_daemon_backs_up_and_rotates_and_restore_waits_for_it(
+    tmp_path: Path, daemons: DaemonFactory, store_url: str, make_job: Any
+) -> None:
+    """The daemon writes verified dumps on schedule, keeps backup_keep of them, never logs the password; restore exits 75 while it runs."""
+    with JobStore(store_url) as store:
+        store.save_job(make_job(id="one"))
+    url = store_url.replace("//postgres@", f"//postgres:{PASSWORD}@")
+    config = write_config(
+        tmp_path, storage={"url": url}, jobs={"backup_keep": 2, "backup_interval": 0.0005}
+    )
+    daemon = daemons.start(config)
+    daemon.wait_for_event("backup_completed", count=3, timeout=60)
+    refused = run_cli("restore", "--config", str(config), timeout=60)
+    assert daemon.stop() == 0
+    assert refused.returncode == 75, refused.stderr
+    assert PASSWORD not in refused.stderr + refused.stdout
+    assert PASSWORD not in daemon.log_path.read_text()
+    assert daemon.named("backups_pruned")
+    backups = sorted((tmp_path / "data").glob("test.backup.*"))
+    assert len(backups) == 2
+    assert not list((tmp_path / "data").glob(".*partial*"))
+    assert jobs_in(store_url) == {"one": JobStatus.PENDING}

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from harness import wait_until
 from pg_server import SERVER, admin_connection, schema_url, scratch_schema
 
 from secautod import JobStatus, JobStore
@@ -18,6 +20,9 @@ from secautod.errors import BackupAborted, BackupError
 from secautod.store.postgres.dump import SCRATCH_PREFIX, Server, verify_dump
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+WAITING_DUMPS = """
+SELECT pid FROM pg_stat_activity
+WHERE application_name = 'secautod' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'"""
 
 
 @pytest.fixture
@@ -132,6 +137,29 @@ def test_a_stop_request_aborts_the_backup_and_keeps_nothing(
             store.backup_jobs(tmp_path, now=NOW, should_stop=lambda: True)
     assert leftovers(tmp_path) == []
     assert scratch_databases() == before
+
+
+def test_a_stop_request_kills_a_waiting_pg_dump(
+    tmp_path: Path, store_url: str, make_job: Any
+) -> None:
+    """A pg_dump blocked on a table lock is killed when a stop is requested: BackupAborted, no file, no dump session left."""
+    schema = store_url.rsplit("%3D", 1)[1]
+    with JobStore(store_url, backup_directory=tmp_path) as store, admin_connection() as admin:
+        fill(store, make_job)
+        locker = psycopg.connect(SERVER, autocommit=False)
+        try:
+            locker.execute(f"LOCK TABLE {schema}.engine_sessions IN ACCESS EXCLUSIVE MODE")
+
+            def dump_waiting() -> bool:
+                return bool(admin.execute(WAITING_DUMPS).fetchone())
+
+            with pytest.raises(BackupAborted):
+                store.backup_jobs(tmp_path, now=NOW, should_stop=dump_waiting)
+        finally:
+            locker.rollback()
+            locker.close()
+        wait_until(lambda: not dump_waiting(), what="the killed pg_dump's session to end")
+    assert leftovers(tmp_path) == []
 
 
 def test_the_password_reaches_the_tools_by_environment_never_the_command_line() -> None:
