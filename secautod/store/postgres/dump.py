@@ -30,9 +30,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from secautod.errors import BackupAborted, BackupError, LockHeldError, StopCheck, StoreError
 from secautod.files import create_owner_only_file
+from secautod.log import get_logger
 from secautod.store.base import redact_password
 from secautod.store.postgres import queries
 from secautod.store.postgres.connection import APPLICATION_NAME, connect, translating
+
+log = get_logger("secautod.backup")
 
 STOP_POLL_SECONDS = 0.1
 SCRATCH_PREFIX = "secautod_verify_"
@@ -186,16 +189,17 @@ def restore_archive(
     clean: bool = False,
     should_stop: StopCheck | None = None,
 ) -> None:
-    """Run `pg_restore` of `archive` into `database` (default: the URL's), in one transaction."""
-    command = [
-        "pg_restore",
-        "--single-transaction",
-        "--exit-on-error",
-        "--no-owner",
-        "--no-privileges",
-    ]
+    """Run `pg_restore` of `archive` into `database` (default: the URL's), in one transaction.
+
+    With `clean` (a restore in place) the tables it holds are dropped first
+    and their grants restored; the restoring role becomes their owner.
+    """
+    command = ["pg_restore", "--single-transaction", "--exit-on-error", "--no-owner"]
     if clean:
         command += ["--clean", "--if-exists"]
+    else:
+        # A scratch copy needs no grants (their roles may not even exist).
+        command.append("--no-privileges")
     command += [f"--dbname={server.conninfo(database)}", str(archive)]
     run_tool(command, server, "pg_restore", should_stop)
 
@@ -231,9 +235,31 @@ def scratch_database(server: Server) -> Iterator[str]:
             raise _scratch_refused(admin, server, exc) from exc
         try:
             yield name
-        finally:
-            with translating(server.url, f"dropping the scratch database {name}"):
-                admin.execute(sql.SQL(queries.DROP_DATABASE).format(database=identifier))
+        except BaseException:
+            _drop_scratch(admin, name, identifier, server, raising=False)
+            raise
+        _drop_scratch(admin, name, identifier, server, raising=True)
+
+
+def _drop_scratch(
+    admin: psycopg.Connection[Any],
+    name: str,
+    identifier: sql.Identifier,
+    server: Server,
+    *,
+    raising: bool,
+) -> None:
+    """Drop the scratch database; a failure is logged, and raised unless another error is."""
+    try:
+        admin.execute(sql.SQL(queries.DROP_DATABASE).format(database=identifier))
+    except psycopg.Error as exc:
+        detail = " ".join(str(exc).split())
+        log.warning("backup_scratch_database_left", database=name, error=detail)
+        if raising:
+            raise BackupError(
+                f"cannot drop the scratch database {name} on {server.shown} ({detail}): "
+                f"drop it by hand"
+            ) from exc
 
 
 def _scratch_refused(

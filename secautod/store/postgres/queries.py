@@ -276,7 +276,8 @@ WHERE c.oid = to_regclass('jobs')"""
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
 CURRENT_ROLE = "SELECT current_user"
 # Identifiers are composed with psycopg.sql.Identifier, never from text.
-CREATE_DATABASE = "CREATE DATABASE {database}"
+# template0: never connected to, so never "being accessed by other users".
+CREATE_DATABASE = "CREATE DATABASE {database} TEMPLATE template0"
 DROP_DATABASE = "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
 CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {schema}"
 SET_SEARCH_PATH = "SELECT set_config('search_path', %s, false)"
