@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import DaemonFactory, run_cli, write_config
+from harness import DaemonFactory, require, run_cli, write_config
 from pg_server import scratch_schema
 
 from secautod import JobStatus, JobStore
@@ -21,6 +22,7 @@ PASSWORD = "hunter2-not-for-logs"
 @pytest.fixture
 def store_url() -> Iterator[str]:
     """A PostgreSQL URL working in a fresh schema, dropped after the test."""
+    require(shutil.which("pg_dump") and shutil.which("pg_restore"), "no pg_dump/pg_restore")
     with scratch_schema() as url:
         assert url is not None
         yield url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from harness import wait_until
+from harness import require, wait_until
 from pg_server import SERVER, admin_connection, schema_url, scratch_schema
 
 from secautod import JobStatus, JobStore
@@ -28,6 +29,7 @@ WHERE application_name = 'secautod' AND wait_event_type = 'Lock' AND query LIKE 
 @pytest.fixture
 def store_url() -> Iterator[str]:
     """A PostgreSQL URL working in a fresh schema, dropped after the test."""
+    require(shutil.which("pg_dump") and shutil.which("pg_restore"), "no pg_dump/pg_restore")
     with scratch_schema() as url:
         assert url is not None
         yield url
@@ -107,6 +109,7 @@ def test_without_createdb_verification_fails_clearly_and_keeps_nothing(
     tmp_path: Path, make_job: Any
 ) -> None:
     """A role without CREATEDB gets a BackupError naming the missing privilege, and no backup file."""
+    require(shutil.which("pg_dump") and shutil.which("pg_restore"), "no pg_dump/pg_restore")
     role = f"secautod_nocreatedb_{secrets.token_hex(4)}"
     with admin_connection() as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB")
