@@ -228,7 +228,9 @@ def scratch_database(server: Server) -> Iterator[str]:
     """Create a scratch database, yield its name, and always drop it."""
     name = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
     identifier = sql.Identifier(name)
-    with server.connect() as admin:
+    with translating(server.url, "verifying the backup"):
+        admin = server.connect()
+    with admin:
         try:
             admin.execute(sql.SQL(queries.CREATE_DATABASE).format(database=identifier))
         except psycopg.Error as exc:
