@@ -378,15 +378,19 @@ def restore_backup(
     """
     from secautod.store import restore_database_file
 
-    stamp = require_aware(now, "now").strftime(_STAMP_FORMAT)
     return restore_database_file(
         backup,
         database,
         staged=database.parent / f".{database.name}.restore.{os.getpid()}{_PARTIAL_SUFFIX}",
-        aside_name=f"{database.name}.pre-restore-{stamp}",
+        aside_name=pre_restore_name(database.name, now),
         on_progress=on_progress,
         verified=verified,
     )
+
+
+def pre_restore_name(database_name: str, now: datetime) -> str:
+    """Return the name `restore` keeps the replaced store under: `<db>.pre-restore-STAMP`."""
+    return f"{database_name}.pre-restore-{require_aware(now, 'now').strftime(_STAMP_FORMAT)}"
 
 
 def prune_pre_restore_files(database: Path, keep: int, protect: Path | None = None) -> list[Path]:

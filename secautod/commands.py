@@ -18,6 +18,7 @@ from secautod.backup import (
     future_backups,
     list_backups,
     newest_backup,
+    pre_restore_name,
     prune_pre_restore_files,
     resolve_backup,
     restore_backup,
@@ -287,17 +288,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """Restore a backup into the database (no daemon may run; engines may stay connected)."""
     config = load(args)
     now = utc_now()
-    chosen = resolve_backup(
-        args.backup, config.backup_directory, config.database_path.name, now=now
-    )
-    if args.backup is None:
-        backups = list_backups(config.backup_directory, config.database_path.name)
-        for backup in future_backups(backups, now):
-            print(
-                f"secautod: warning: passed over {backup.path.name}, dated in the future; "
-                "name it to restore it",
-                file=sys.stderr,
-            )
+    if config.storage.url is not None:
+        return _restore_postgres(args, config, config.storage.url, now)
+    chosen = _chosen_backup(args, config, config.database_path.name, now)
     progress = Progress("restore")
     prepare_directory(config.data_directory)  # a fresh machine restoring its first database
     # The lock first: with a daemon running, the answer is 75 at once, not
@@ -335,6 +328,66 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print("the database file was too damaged to restore into and was replaced")
     if result.previous is not None:
         print(f"the previous database is kept as {result.previous}")
+    if pruned:
+        print(f"removed {len(pruned)} older pre-restore file(s), keeping {PRE_RESTORE_KEEP}")
+    return EX_OK
+
+
+def _chosen_backup(
+    args: argparse.Namespace, config: Config, database_name: str, now: datetime
+) -> Path:
+    """Find the backup to restore, warning about newer ones dated in the future."""
+    chosen = resolve_backup(args.backup, config.backup_directory, database_name, now=now)
+    if args.backup is None:
+        backups = list_backups(config.backup_directory, database_name)
+        for backup in future_backups(backups, now):
+            print(
+                f"secautod: warning: passed over {backup.path.name}, dated in the future; "
+                "name it to restore it",
+                file=sys.stderr,
+            )
+    return chosen
+
+
+def _restore_postgres(args: argparse.Namespace, config: Config, url: str, now: datetime) -> int:
+    """Restore a pg_dump backup into the configured PostgreSQL database.
+
+    Refuses (75) while a daemon holds the data directory's lock, or while
+    other secautod connections (daemons, engines, on any host) use the database.
+    """
+    from secautod.store.postgres.dump import Server, database_name, restore_dump
+
+    name = database_name(url)
+    chosen = _chosen_backup(args, config, name, now)
+    password = config.storage.password
+    server = Server(url, None if password is None else password.reveal())
+    progress = Progress("restore")
+    prepare_directory(config.data_directory)
+    with DirectoryLock(config.data_directory).acquire("restore"):
+        progress.update(f"verifying {chosen.name} in a scratch database")
+        aside = config.backup_directory / pre_restore_name(name, now)
+        result = restore_dump(server, chosen, aside)
+        pruned = prune_pre_restore_files(
+            config.backup_directory / name, PRE_RESTORE_KEEP, result.previous
+        )
+    progress.done()
+    with store_for(config) as store:  # brings an older backup's schema up to date
+        store.ping()
+    if args.json:
+        print_json(
+            {
+                "restored_from": str(chosen),
+                "database": config.store_location,
+                "jobs": result.backup.jobs,
+                "previous_database": str(result.previous) if result.previous else None,
+                "replaced_damaged_file": False,
+                "pruned": [str(path) for path in pruned],
+            }
+        )
+        return EX_OK
+    print(f"restored {config.store_location} from {chosen} ({plural(result.backup.jobs, 'job')})")
+    if result.previous is not None:
+        print(f"the previous tables are kept as {result.previous}")
     if pruned:
         print(f"removed {len(pruned)} older pre-restore file(s), keeping {PRE_RESTORE_KEEP}")
     return EX_OK
@@ -391,7 +444,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config.jobs.backup_enabled or config.jobs.backup_directory is not None:
         probe_directory(config.backup_directory, "jobs.backup_directory")
     lines = [f"config: ok ({config.path})"]
-    if not config.database_path.exists():
+    if config.storage.url is None and not config.database_path.exists():
         return _print_fresh_install(args, config, lines)
     with store_for(config) as store:
         problems = store.integrity_check()
@@ -409,10 +462,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"database: ok ({config.store_location}, {plural(stats.total, 'job')}, "
         f"schema version {version})"
     )
-    latest = newest_backup(config.backup_directory, config.database_path.name)
+    latest = newest_backup(config.backup_directory, store.path.name)
     if latest is not None:
-        newest = verify_database_file(latest.path)
-        lines.append(f"newest backup: ok ({newest.path}, {plural(newest.jobs, 'job')})")
+        jobs = _verified_backup_jobs(config, latest.path)
+        lines.append(f"newest backup: ok ({latest.path}, {plural(jobs, 'job')})")
     else:
         lines.append(f"newest backup: none in {config.backup_directory}")
     if args.json:
@@ -430,6 +483,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print("\n".join(lines))
     return EX_OK
+
+
+def _verified_backup_jobs(config: Config, backup: Path) -> int:
+    """Verify a backup as `restore` would; return how many jobs it holds.
+
+    On PostgreSQL the dump is restored into a scratch database (needs CREATEDB).
+    """
+    if config.storage.url is None:
+        return verify_database_file(backup).jobs
+    from secautod.store.postgres.dump import Server, verify_dump
+
+    password = config.storage.password
+    server = Server(config.storage.url, None if password is None else password.reveal())
+    return verify_dump(server, backup).jobs
 
 
 def _print_fresh_install(args: argparse.Namespace, config: Config, lines: list[str]) -> int:

@@ -266,3 +266,23 @@ ON CONFLICT (path) DO UPDATE SET created_at = excluded.created_at,
     size_bytes = excluded.size_bytes, integrity = excluded.integrity"""
 SELECT_BACKUP_RECORD = "SELECT created_at, size_bytes, integrity FROM backup_log WHERE path = %s"
 FORGET_BACKUP = "DELETE FROM backup_log WHERE path = %s"
+
+# -- backups (pg_dump archives, verified in a scratch database) -----------------
+# The schema secautod's tables live in (the one `jobs` resolves to on the search path).
+STORE_SCHEMA = """
+SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass('jobs')"""
+# Run inside a REPEATABLE READ transaction: pg_dump --snapshot reads the same state.
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+CURRENT_ROLE = "SELECT current_user"
+# Identifiers are composed with psycopg.sql.Identifier, never from text.
+# template0: never connected to, so never "being accessed by other users".
+CREATE_DATABASE = "CREATE DATABASE {database} TEMPLATE template0"
+DROP_DATABASE = "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {schema}"
+SET_SEARCH_PATH = "SELECT set_config('search_path', %s, false)"
+# Other connections of secautod (daemons, engines, CLI) to this database.
+OTHER_SECAUTOD_CONNECTIONS = """
+SELECT count(*), string_agg(DISTINCT coalesce(host(client_addr), 'local'), ', ')
+FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()"""

@@ -18,12 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 
 from secautod.errors import (
-    BackupError,
     InvalidJobError,
     JobNotFoundError,
     SessionLostError,
@@ -48,6 +46,7 @@ from secautod.store.postgres.connection import (
     connection_options,
     translating,
 )
+from secautod.store.postgres.dump import Server, database_name, write_dump
 from secautod.store.postgres.rows import (
     decode_job,
     job_entry,
@@ -100,10 +99,11 @@ class PostgresJobStore(JobStore):
         self.url = url
         self.display_url = redact_password(url)
         self._clock = clock
-        database = unquote(urlsplit(url).path.lstrip("/")) or "postgres"
+        database = database_name(url)
         # Backups are named after the database, in `backup_directory` (default: here).
         self.path = (backup_directory or Path.cwd()).absolute() / database
         options = connection_options(password, synchronous, busy_timeout)
+        self._server = Server(url, password)
         with translating(url, "opening the job store"), connect(url, options) as conn:
             self.schema_version_found, self.schema_version = migrate(
                 conn, url, clock(), create=create
@@ -402,11 +402,13 @@ class PostgresJobStore(JobStore):
         should_stop: StopCheck | None = None,
         check: BackupCheck = "integrity",
     ) -> None:
-        """Refuse: backups of a PostgreSQL store (`pg_dump`) are not built yet."""
-        raise BackupError(
-            f"backups of the PostgreSQL store {self.display_url} are not supported by this "
-            f"secautod yet: back the database up with pg_dump, and set jobs.backup_enabled: false"
-        )
+        """Write a `pg_dump` archive of secautod's tables to `target`, verified and synced.
+
+        Verification restores it into a scratch database (needs `CREATEDB`)
+        and compares the jobs per status with the dumped snapshot's; `check`
+        makes no difference here. See `dump.py`.
+        """
+        write_dump(self._server, target, should_stop=should_stop)
 
     def integrity_check(self) -> list[str]:
         """Check that every table of secautod's schema is there; return what is missing.
