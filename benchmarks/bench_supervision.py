@@ -43,6 +43,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -328,6 +329,16 @@ def wait_for_event(log: Path, event: str, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """Return the user + system CPU seconds of each thread of `pid`."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
 def part_idle(args: Any, source: Path, engines: Engines) -> tuple[list[Target], dict[str, Any]]:
     folder = work_dir(args.cache, "supervision-idle")
     data = folder / "data"
@@ -348,7 +359,12 @@ def part_idle(args: Any, source: Path, engines: Engines) -> tuple[list[Target], 
         wait_for_event(folder / "idle.log", "store_check_completed", 300)
         time.sleep(2.0)
         load_before = load()
+        threads_before = thread_cpu(daemon.process.pid)
         idle = idle_cost(daemon.process.pid, args.idle_seconds)
+        threads_after = thread_cpu(daemon.process.pid)
+        idle["thread_cpu_s"] = {
+            tid: threads_after[tid] - threads_before.get(tid, 0.0) for tid in threads_after
+        }
         idle["load_before"], idle["load_after"] = load_before, load()
         idle["ready_s"] = ready
         daemon.stop()
@@ -359,12 +375,17 @@ def part_idle(args: Any, source: Path, engines: Engines) -> tuple[list[Target], 
         1 for line in (folder / "idle.log").read_text().splitlines() if '"job_recovered"' in line
     )
     idle["jobs_recovered"] = recovered
+    per_thread = ", ".join(
+        f"{tid}: {seconds:.2f} s" for tid, seconds in sorted(idle["thread_cpu_s"].items())
+    )
     print(
         f"idle daemon, {len(sessions)} sessions renewed every {lease.total_seconds() / 3:.0f} s, "
         f"check every 5 s: CPU {idle['cpu_percent']:.3f} % of a core over {idle['seconds']:.0f} s "
         f"({idle['wakeups_per_s']:.2f} wake-ups/s, {idle['threads']} threads, "
         f"{recovered} jobs recovered; load {load_before} -> {idle['load_after']})"
     )
+    print("  CPU per thread (tid: seconds; threads start in the order main, scheduler,")
+    print(f"  webhooks, supervision, monitor): {per_thread}")
     shutil_rm(folder)
     return [
         Target(
@@ -566,6 +587,93 @@ def part_renewal(args: Any) -> tuple[list[Target], dict[str, Any]]:
 
 
 # -- parts: writes blocked by a start-up ----------------------------------------------------
+def prober_main(db: Path, out: Path, interval: float) -> int:
+    """Take the write lock every `interval` s without a busy handler until SIGTERM.
+
+    A refused `BEGIN IMMEDIATE` is retried every 0.5 ms, so the wait is how
+    long another connection held the write lock, not how long SQLite's busy
+    handler slept (its retries come 1, 3, 8, ... 53, 78, 103 ms after the
+    first attempt, so a writer that misses a short gap sleeps on).
+    """
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    conn = sqlite3.connect(db, timeout=0.0, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 0")
+    samples: list[tuple[float, float, int]] = []
+    next_at = time.monotonic()
+    while not stop.is_set():
+        started = time.monotonic()
+        refused = 0
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError:
+                refused += 1
+                time.sleep(0.0005)
+        waited = time.monotonic() - started
+        conn.execute(
+            "INSERT INTO boots (boot_id, started_at, pid, version) VALUES (?, '', 0, '')",
+            (f"probe-{len(samples)}-{os.getpid()}",),
+        )
+        conn.execute("COMMIT")
+        samples.append((started, waited, refused))
+        next_at += interval
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            stop.wait(delay)
+        else:
+            next_at = time.monotonic()
+    conn.close()
+    out.write_text(json.dumps(samples))
+    return 0
+
+
+class Prober:
+    """The lock prober process (`prober_main`), started and stopped from the benchmark."""
+
+    def __init__(self, db: Path, out: Path, interval: float) -> None:
+        self.out = out
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "prober", str(db), str(out), str(interval)]
+        )
+
+    def stop(self) -> list[tuple[float, float, int]]:
+        """Stop the prober; return (start, lock wait, refusals) per write."""
+        self.process.terminate()
+        self.process.wait(60)
+        samples: list[tuple[float, float, int]] = json.loads(self.out.read_text())
+        return samples
+
+
+def lock_hold_start(
+    args: Any, folder: Path, database: Path, notify: NotifySocket, name: str
+) -> dict[str, Any]:
+    """Start `secautod run` while the prober takes the lock; return the longest lock waits."""
+    config = daemon_config(folder, database.parent)
+    prober = Prober(database, folder / f"{name}-prober.json", args.interval)
+    time.sleep(1.0)
+    daemon = Daemon(config, notify, folder / f"{name}.log", args.cache)
+    daemon.wait_ready(timeout=600)
+    time.sleep(3.0)
+    end = time.monotonic()
+    daemon.stop()
+    samples = prober.stop()
+    inside = [sample for sample in samples if daemon.started <= sample[0] < end]
+    waits = sorted((sample[1] for sample in inside), reverse=True)
+    worst = max(inside, key=lambda sample: sample[1])
+    return {
+        "max_wait_ms": waits[0] * 1000,
+        "top_waits_ms": [value * 1000 for value in waits[:5]],
+        "worst_after_popen_s": worst[0] - daemon.started,
+        "worst_after_ready_s": worst[0] - daemon.ready_at,
+        "writes": len(inside),
+        "load": load(),
+    }
+
+
 def blocked_start(
     args: Any, folder: Path, database: Path, notify: NotifySocket, name: str, settle: float
 ) -> dict[str, Any]:
@@ -583,6 +691,10 @@ def blocked_start(
     samples = writer.stop()
     before = window_stats(samples, daemon.started - 0.9, daemon.started)
     during = window_stats(samples, daemon.started, end)
+    kept = args.cache / "results" / "supervision-logs"
+    kept.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder / f"{name}.log", kept / f"{name}.log")
+    shutil.copyfile(folder / f"{name}-writer.json", kept / f"{name}-writer.json")
     events = [json.loads(line) for line in (folder / f"{name}.log").read_text().splitlines()]
     migrations = [event for event in events if event.get("event", "").startswith("schema_migr")]
     recovered = sum(event.get("count", 0) for event in events if event["event"] == "jobs_recovered")
@@ -627,7 +739,12 @@ def part_startup(args: Any, source: Path, engines: Engines) -> tuple[list[Target
     maintenance_done(database)
     renewer = Renewer(database, sessions, lease.total_seconds() / 3)
     notify = NotifySocket()
-    runs: dict[str, list[dict[str, Any]]] = {"ordinary": [], "one_engine_gone": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "ordinary": [],
+        "one_engine_gone": [],
+        "lock_ordinary": [],
+        "lock_one_engine_gone": [],
+    }
     gone = 0
     try:
         for number in range(args.starts):
@@ -639,6 +756,20 @@ def part_startup(args: Any, source: Path, engines: Engines) -> tuple[list[Target
                 figures = blocked_start(args, folder, database, notify, f"{kind}-{number}", 3.0)
                 runs[kind].append(figures)
                 print(f"start ({kind}): {describe_start(figures)}")
+        for number in range(args.starts):  # the lock's hold, without a busy handler's sleeps
+            for kind in ("ordinary", "one_engine_gone"):
+                if kind == "one_engine_gone":
+                    engines.kill(gone)
+                    gone += 1
+                hold = lock_hold_start(args, folder, database, notify, f"lock-{kind}-{number}")
+                runs[f"lock_{kind}"].append(hold)
+                print(
+                    f"start ({kind}), the write lock probed every 0.5 ms: longest wait "
+                    f"{hold['max_wait_ms']:.1f} ms ({hold['worst_after_popen_s']:.2f} s after "
+                    f"Popen), next "
+                    + ", ".join(f"{value:.1f}" for value in hold["top_waits_ms"][1:])
+                    + f" ms; load {hold['load']}"
+                )
     finally:
         notify.close()
         renewer.stop()
@@ -658,6 +789,15 @@ def part_startup(args: Any, source: Path, engines: Engines) -> tuple[list[Target
                 max(worst) < BLOCK_TARGET_SECONDS * 1000 and errors == 0,
             )
         )
+        holds = [run["max_wait_ms"] for run in runs[f"lock_{kind}"]]
+        if holds:
+            targets.append(
+                Target(
+                    "  the longest write-lock hold it caused (a prober without busy handler)",
+                    ", ".join(f"{value:.0f}" for value in holds) + " ms",
+                    None,
+                )
+            )
     return targets, runs
 
 
@@ -700,13 +840,19 @@ def part_migration(args: Any) -> tuple[list[Target], dict[str, Any]]:
             warm_page_cache(database)
             figures = blocked_start(args, folder, database, notify, f"migration-{number}", 2.0)
             events = figures["migration_events"]
-            figures["migration_s"] = [
-                event.get("seconds") for event in events if event["event"].endswith("completed")
+            figures["migration_ms"] = [
+                event.get("duration_ms") for event in events if event["event"].endswith("completed")
             ]
             runs.append(figures)
             print(f"first open of a seed-schema file: {describe_start(figures)}")
-            print(f"  migration log lines: {[event['event'] for event in events]}")
-            print(f"  {json.dumps(events)[:600]}")
+            print(
+                "  migrations: "
+                + ", ".join(
+                    f"{event['version']} {event['name']} {event['duration_ms']} ms"
+                    for event in events
+                    if event["event"].endswith("completed")
+                )
+            )
     finally:
         notify.close()
     shutil_rm(folder)
@@ -726,6 +872,8 @@ def part_migration(args: Any) -> tuple[list[Target], dict[str, Any]]:
 
 def main() -> int:
     """Measure live supervision's costs at 1M jobs."""
+    if len(sys.argv) > 1 and sys.argv[1] == "prober":
+        return prober_main(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"of {','.join(PARTS)}")
     parser.add_argument("--running", type=int, default=10_000)
