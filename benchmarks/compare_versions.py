@@ -38,6 +38,7 @@ from common import (
     base_parser,
     child_env,
     copy_database,
+    cpu_seconds,
     median,
     print_targets,
     save_results,
@@ -104,6 +105,50 @@ def store_ratios(run: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def cpu_per_call(
+    args: Any, sides: dict[str, dict[str, Path]], order: tuple[str, str]
+) -> dict[str, Any]:
+    """Run cpu_per_call.py with each version on its own copy, alternating; print medians."""
+    copies = {}
+    for side in order:
+        copy = work_dir(args.cache, f"compare-cpu-{side}") / "jobs.db"
+        copy_database(database_path(sides[side]["cache"], args.jobs), copy)
+        warm_page_cache(copy)
+        copies[side] = copy
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {side: [] for side in order}
+    for number in range(args.cpu_runs):
+        for side in order if number % 2 == 0 else tuple(reversed(order)):
+            python = sides[side]["venv"] / "bin" / "python"
+            output = subprocess.run(
+                [
+                    str(python),
+                    str(BENCH_DIR / "cpu_per_call.py"),
+                    str(copies[side]),
+                    "--tag",
+                    f"{side}{number}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd="/",
+            ).stdout
+            runs[side].append(json.loads(output))
+    for side in order:
+        shutil.rmtree(args.cache / "work" / f"compare-cpu-{side}", ignore_errors=True)
+    summary = {}
+    print(f"CPU per call (the calling thread), medians of {args.cpu_runs} runs per side:")
+    for name in runs["before"][0]:
+        values = {side: median([run[name]["cpu_us"] for run in runs[side]]) for side in order}
+        walls = {side: median([run[name]["wall_us"] for run in runs[side]]) for side in order}
+        summary[name] = {"cpu_us": values, "wall_us": walls}
+        print(
+            f"  {name:<30} before {values['before']:8.1f} µs  after {values['after']:8.1f} µs  "
+            f"after/before {values['after'] / values['before']:.3f}  (wall "
+            f"{walls['before']:.0f} vs {walls['after']:.0f} µs)"
+        )
+    return {"runs": runs, "summary": summary}
+
+
 def write_config(folder: Path, data: Path) -> Path:
     """Write a config both versions read; return its path."""
     config = folder / "config.yaml"
@@ -115,8 +160,10 @@ def write_config(folder: Path, data: Path) -> Path:
     return config
 
 
-def start_once(secautod: Path, config: Path, notify: NotifySocket, log: Path, cache: Path) -> float:
-    """Start `secautod run`, wait for READY=1, stop it; return Popen to READY=1 in seconds."""
+def start_once(
+    secautod: Path, config: Path, notify: NotifySocket, log: Path, cache: Path
+) -> tuple[float, float]:
+    """Start `secautod run`, wait for READY=1, stop it; return (wall, CPU) seconds to READY=1."""
     env = child_env(cache, NOTIFY_SOCKET=notify.path)
     started = time.monotonic()
     with log.open("ab") as stderr:
@@ -129,10 +176,11 @@ def start_once(secautod: Path, config: Path, notify: NotifySocket, log: Path, ca
         )
     try:
         ready = notify.wait_for("READY=1", started, 600) - started
+        cpu = cpu_seconds(process.pid)
     finally:
         process.terminate()
         process.wait(120)
-    return ready
+    return ready, cpu
 
 
 def main() -> int:
@@ -147,6 +195,9 @@ def main() -> int:
     parser.add_argument("--store-rounds", type=int, default=3, help="its --rounds")
     parser.add_argument("--starts", type=int, default=5, help="timed starts per side")
     parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument(
+        "--cpu-runs", type=int, default=0, help="cpu_per_call.py runs per side (alternating)"
+    )
     args = parser.parse_args()
     source = ensure_database(args.cache, args.jobs)
     sides = {
@@ -168,6 +219,8 @@ def main() -> int:
         )
     figures: dict[str, Any] = {"store": {"before": [], "after": []}, "starts": {}}
     order = ("before", "after")
+    if args.cpu_runs:
+        figures["cpu_per_call"] = cpu_per_call(args, sides, order)
     if not args.skip_store:
         for number in range(args.store_runs):
             for side in order if number % 2 == 0 else tuple(reversed(order)):
@@ -196,17 +249,19 @@ def main() -> int:
             warm_page_cache(data / "jobs.db")
             config = write_config(folder, data)
             secautod = sides[side]["venv"] / "bin" / "secautod"
-            warmup = start_once(secautod, config, notify, folder / "daemon.log", args.cache)
+            warmup, _ = start_once(secautod, config, notify, folder / "daemon.log", args.cache)
             print(f"{side}: warm-up start {warmup:.3f} s")
             folders[side] = (secautod, config, folder)
         times: dict[str, list[float]] = {side: [] for side in order}
+        cpu: dict[str, list[float]] = {side: [] for side in order}
         for number in range(args.starts):
             for side in order if number % 2 == 0 else tuple(reversed(order)):
                 secautod, config, folder = folders[side]
-                times[side].append(
-                    start_once(secautod, config, notify, folder / "daemon.log", args.cache)
-                )
+                wall, used = start_once(secautod, config, notify, folder / "daemon.log", args.cache)
+                times[side].append(wall)
+                cpu[side].append(used)
         figures["starts"] = times
+        figures["start_cpu"] = cpu
     finally:
         notify.close()
     for side in order:
@@ -214,11 +269,14 @@ def main() -> int:
         print(
             f"start to READY=1 ({side}): median {median(times[side]):.3f} s, "
             + ", ".join(f"{value:.3f}" for value in times[side])
+            + f"; the daemon's CPU until then: median {median(cpu[side]):.3f} s, "
+            + ", ".join(f"{value:.2f}" for value in cpu[side])
         )
     targets = [
         Target(
-            f"start to READY=1, {side} (median of {args.starts})",
-            f"{median(times[side]):.3f} s ({min(times[side]):.3f}-{max(times[side]):.3f})",
+            f"start to READY=1, {side} (median of {args.starts}; CPU until READY=1)",
+            f"{median(times[side]):.3f} s ({min(times[side]):.3f}-{max(times[side]):.3f}); "
+            f"CPU {median(cpu[side]):.3f} s",
             None,
         )
         for side in order
