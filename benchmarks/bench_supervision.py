@@ -12,7 +12,8 @@ Issue 17's benchmarks, each a part (`--parts`, default all):
 - `idle`: the real `secautod run` on a copy of that file with the default
   `supervision.check_interval` (5 s), the sessions renewed by this process
   every lease/3 as engines would: the daemon's CPU over `--idle-seconds`
-  (bench_daemon.py's measurement).
+  (bench_daemon.py's measurement), after its start-up `quick_check`, and
+  per thread (the supervision thread is the fourth one started).
 - `claim`: the engine's side: `update_job_status(id, RUNNING)` (and then
   `COMPLETED`) inside an open `store.engine_session(...)` against the
   same calls without one, on a copy of the 1M file, `--claim-rounds`
@@ -28,6 +29,10 @@ Issue 17's benchmarks, each a part (`--parts`, default all):
   while `secautod run` starts on the 1M file: with the 50 sessions alive
   (nothing to recover), and with one of them gone (its 200 jobs recovered
   at start-up, `engine_exited`). `--starts` starts of each, alternating.
+  Then as many starts with a lock prober instead of the writer: it takes
+  the write lock every 5 ms with no busy handler, retrying every 0.5 ms,
+  so its longest wait is how long start-up held the lock (the writer's
+  also includes the sleeps of SQLite's busy handler).
 - `migration`: the same writer while `secautod run` opens a seed-schema
   file for the first time: the engine's `jobs` table with its three indexes
   and nothing of secautod's (migration 0001 then builds the two
