@@ -55,11 +55,12 @@ from common import (
 from generate import ensure_database, ensure_running_variant
 
 from secautod import JobStore
-from secautod.recovery import RecoveryNotice, recovery_error
+from secautod.recovery import JOB_RECOVERED, RecoveryNotice, unclaimed_at_start
 from secautod.store.records import RecoveredJob
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import connect
-from secautod.timestamps import format_timestamp
+from secautod.supervision import this_host
+from secautod.timestamps import format_optional, format_timestamp
 
 
 class NotifySocket:
@@ -261,20 +262,29 @@ def raw_recovery(database: Path, source: Path) -> dict[str, float]:
     warm_page_cache(database)
     now = datetime.now(UTC)
     boot_id = "0123456789abcdef0123456789abcdef"
-    error = recovery_error(boot_id, now)
-    body = RecoveryNotice(boot_id, now, error)
+    # The daemon's start-up rule (after_reboot): running since before this host booted.
+    recovery = unclaimed_at_start("after_reboot", this_host(), now)
+    if recovery is None:
+        raise SystemExit("this host's boot time is unreadable: no start-up recovery to compare")
+    body = RecoveryNotice(recovery, now, boot_id, None)
     stamp = format_timestamp(now)
+    params = {
+        "now": stamp,
+        "error": recovery.error,
+        "started_before": format_optional(recovery.started_before),
+        "updated_before": None,
+    }
     conn = connect(database)
     conn.execute(queries.AUTOCHECKPOINT_OFF)
     touch_memory()
     started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
-    rows = conn.execute(queries.RECOVER_RUNNING_JOBS, {"now": stamp, "error": error}).fetchall()
+    rows = conn.execute(queries.RECOVER_UNCLAIMED_JOBS, params).fetchall()
     updated = time.perf_counter()
     conn.executemany(
         queries.QUEUE_NOTIFICATION,
         (
-            ("http://127.0.0.1:9/raw", "job_recovered", row[0], body(RecoveredJob(*row)), stamp)
+            ("http://127.0.0.1:9/raw", JOB_RECOVERED, row[0], body(RecoveredJob(*row)), stamp)
             for row in rows
         ),
     )

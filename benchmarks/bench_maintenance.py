@@ -6,8 +6,11 @@ Three parts, on fresh copies of the 1,000,000-job database:
    `cp` + fsync), `JobStore.backup_jobs()` with each `backup_check` (and,
    to locate its cost, the bare SQLite backup API copy and the `PRAGMA
    integrity_check` of the copy), `JobStore.cleanup_old_jobs()` deleting
-   ~250,000 expired jobs,
-   and one `DELETE` statement with the same predicate on another copy.
+   ~250,000 expired jobs, and one `DELETE` statement with the same
+   predicate on another copy. Issue 20's targets: the backup against what
+   an operator would run instead (the `sqlite3` shell's `.backup`, then
+   `PRAGMA integrity_check` on the copy), `--backup-rounds` of each,
+   alternating, <= 1.2x; cleanup <= 3x the one `DELETE`.
 2. Latency: an external writer process (plain `sqlite3`, WAL, 5 s busy
    timeout, the same `synchronous` level, as the Go engine would open
    the file) inserts a job every 5 ms. After a quiet baseline, cleanup
@@ -199,8 +202,34 @@ def bare_backup(source_path: Path, target_path: Path) -> tuple[float, float]:
     return copy_seconds, check_seconds
 
 
+def shell_backup(source_path: Path, target_path: Path) -> tuple[float, float, str]:
+    """What an operator would run instead: the sqlite3 shell's `.backup`, then
+    `PRAGMA integrity_check` of the copy; return both times and the check's answer."""
+    remove_database(target_path)
+    started = time.perf_counter()
+    subprocess.run(
+        ["sqlite3", str(source_path), f".backup '{target_path}'"], check=True, capture_output=True
+    )
+    copy_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    answer = subprocess.run(
+        ["sqlite3", str(target_path), "PRAGMA integrity_check"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    check_seconds = time.perf_counter() - started
+    remove_database(target_path)
+    return copy_seconds, check_seconds, answer
+
+
 def reference_timings(
-    base: Path, folder: Path, cutoff: datetime, now: datetime, synchronous: Synchronous
+    base: Path,
+    folder: Path,
+    cutoff: datetime,
+    now: datetime,
+    synchronous: Synchronous,
+    backup_rounds: int,
 ) -> dict[str, Any]:
     """Time cp, backup and cleanup alone, and the single DELETE, on fresh copies."""
     figures: dict[str, Any] = {}
@@ -240,12 +269,34 @@ def reference_timings(
 
     backups = folder / "backups"
     with JobStore(live, synchronous=synchronous) as store:
-        touch_memory(4.0)
-        started = time.perf_counter()
-        backup = store.backup_jobs(backups, now=now)
-        figures["backup_s"] = time.perf_counter() - started
-        print(f"  JobStore.backup_jobs(): {figures['backup_s']:.2f} s")
-        remove_database(backup)
+        # Issue 20's reference: the sqlite3 shell's .backup + integrity_check of the copy,
+        # alternating with backup_jobs() round by round (`--backup-rounds`).
+        backup_runs, shell_runs = [], []
+        for number in range(backup_rounds):
+            for side in ("store", "shell") if number % 2 == 0 else ("shell", "store"):
+                touch_memory(4.0)
+                if side == "store":
+                    started = time.perf_counter()
+                    backup = store.backup_jobs(backups, now=now)
+                    backup_runs.append(time.perf_counter() - started)
+                    remove_database(backup)
+                else:
+                    copy_s, check_s, answer = shell_backup(live, folder / "shell-backup.db")
+                    shell_runs.append({"copy_s": copy_s, "check_s": check_s, "answer": answer})
+        figures["backup_runs_s"] = backup_runs
+        figures["backup_s"] = median(backup_runs)
+        figures["shell_backup_runs"] = shell_runs
+        figures["shell_backup_s"] = median([run["copy_s"] + run["check_s"] for run in shell_runs])
+        print(
+            "  JobStore.backup_jobs(): "
+            + ", ".join(f"{value:.2f}" for value in backup_runs)
+            + " s; sqlite3 shell .backup + integrity_check: "
+            + ", ".join(
+                f"{run['copy_s']:.2f} + {run['check_s']:.2f} ({run['answer']})"
+                for run in shell_runs
+            )
+            + " s"
+        )
         touch_memory(4.0)
         started = time.perf_counter()
         backup = store.backup_jobs(backups, now=now, check="quick")
@@ -345,6 +396,11 @@ def latency_run(
     }
 
 
+def backup_rounds_text(reference: dict[str, Any]) -> str:
+    """Say how many alternating rounds the backup medians come from."""
+    return f"{len(reference['backup_runs_s'])} rounds each, alternating"
+
+
 def print_latency(title: str, latency: dict[str, Any]) -> None:
     """Print one latency run."""
     print(
@@ -364,6 +420,9 @@ def main() -> int:
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--interval", type=float, default=0.005, help="writer interval (s)")
     parser.add_argument("--quiet-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--backup-rounds", type=int, default=2, help="backup_jobs() and shell backups each"
+    )
     parser.add_argument("--skip-reference", action="store_true", help="only run the latency part")
     parser.add_argument(
         "--no-concurrent", action="store_true", help="skip cleanup and backup at the same time"
@@ -382,29 +441,38 @@ def main() -> int:
     targets: list[Target] = []
     if not args.skip_reference:
         print("reference times (nothing else running):")
-        reference = reference_timings(base, folder, cutoff, now, args.synchronous)
+        reference = reference_timings(
+            base, folder, cutoff, now, args.synchronous, args.backup_rounds
+        )
         figures["reference"] = reference
         cleanup_ratio = reference["cleanup_s"] / reference["single_delete_s"]
-        # Backups are synced before they count, so the fair reference is cp + fsync.
+        # Issue 20: against what an operator would run instead (the same copy and check).
+        shell_ratio = reference["backup_s"] / reference["shell_backup_s"]
         backup_ratio = reference["backup_s"] / reference["cp_fsync_s"]
         targets += [
             Target(
-                "cleanup time <= 2x one DELETE",
+                "cleanup time <= 3x one DELETE",
                 f"{cleanup_ratio:.2f}x ({reference['cleanup_s']:.1f} s vs "
                 f"{reference['single_delete_s']:.1f} s, {reference['cleanup_deleted']:,} rows)",
-                cleanup_ratio <= 2.0,
+                cleanup_ratio <= 3.0,
             ),
             Target(
-                "backup time <= 2x cp (+ fsync)",
+                "backup time <= 1.2x sqlite3 shell .backup + integrity_check",
+                f"{shell_ratio:.2f}x ({reference['backup_s']:.1f} s vs "
+                f"{reference['shell_backup_s']:.1f} s; medians of {backup_rounds_text(reference)})",
+                shell_ratio <= 1.2,
+            ),
+            Target(
+                "  backup time against cp + fsync (the earlier 2x target)",
                 f"{backup_ratio:.2f}x ({reference['backup_s']:.1f} s vs cp + fsync "
                 f"{reference['cp_fsync_s']:.1f} s; cp alone {reference['cp_s']:.1f} s)",
-                backup_ratio <= 2.0,
+                None,
             ),
             Target(
-                "  ... with jobs.backup_check: quick",
-                f"{reference['backup_quick_s'] / reference['cp_fsync_s']:.2f}x "
+                "  ... with jobs.backup_check: quick (against the shell's .backup + check)",
+                f"{reference['backup_quick_s'] / reference['shell_backup_s']:.2f}x "
                 f"({reference['backup_quick_s']:.1f} s)",
-                reference["backup_quick_s"] / reference["cp_fsync_s"] <= 2.0,
+                None,
             ),
             Target(
                 "  backup parts: API copy / integrity_check",
@@ -431,10 +499,10 @@ def main() -> int:
     backup_window = sequential["windows"]["during backup"]
     targets += [
         Target(
-            "writer worst latency <= 100 ms during cleanup_old_jobs",
+            "writer worst latency < 100 ms during cleanup_old_jobs",
             f"max {cleanup_window['max_ms']:.0f} ms, p99 {cleanup_window['p99_ms']:.1f} ms, "
             f"errors {cleanup_window['errors']} ({sequential['deleted']:,} deleted)",
-            cleanup_window["max_ms"] <= 100 and cleanup_window["errors"] == 0,
+            cleanup_window["max_ms"] < 100 and cleanup_window["errors"] == 0,
         ),
         Target(
             "writer worst latency < 100 ms during a backup",

@@ -6,8 +6,9 @@ targets of all scripts are gathered from `<cache>/results/*.json` into a
 Markdown table (also written to `<cache>/results/summary.md`).
 
 Usage: python benchmarks/run_all.py [--cache DIR] [--only store,cli,...]
-Takes about 11 minutes on 2 cores once the database is generated (about 2
-more minutes the first time).
+Takes about 20 minutes on 2 cores once the database is generated (about 3-5
+more minutes the first time, and ~2 more for the supervision benchmark's
+copies).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ STEPS = {
     "import": ["bench_import.py"],
     "daemon": ["bench_daemon.py"],
     "maintenance": ["bench_maintenance.py"],
+    "supervision": ["bench_supervision.py"],
+    "metrics": ["bench_metrics.py"],
 }
 RESULT_FILES = {
     "store": "store-full",
@@ -36,6 +39,8 @@ RESULT_FILES = {
     "import": "import",
     "daemon": "daemon",
     "maintenance": "maintenance",
+    "supervision": "supervision",
+    "metrics": "bench_metrics",
 }
 
 
