@@ -117,6 +117,12 @@ JOB_SUMMARY_COLUMNS = (
     f"rowid, id, status, created_at, updated_at, playbook, left(error, {LISTED_ERROR_CHARACTERS})"
 )
 SELECT_JOB_ENTRY = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE id = %s"
+# Copying the store elsewhere: keyset pages by rowid (not indexed here: the
+# PostgreSQL side is normally a migration's target, read by `JOB_KEYS_*`).
+EXPORT_JOBS = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE rowid > %s ORDER BY rowid LIMIT %s"
+# Verifying a copy: (id, status) pages in id order (the primary key's index).
+JOB_KEYS_FIRST = "SELECT id, status FROM jobs ORDER BY id LIMIT %s"
+JOB_KEYS_AFTER = "SELECT id, status FROM jobs WHERE id > %s ORDER BY id LIMIT %s"
 
 
 def list_jobs_query(filters: frozenset[str], limited: bool, columns: str = JOB_COLUMNS) -> str:

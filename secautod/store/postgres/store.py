@@ -40,7 +40,7 @@ from secautod.store.base import (
     Synchronous,
     redact_password,
 )
-from secautod.store.json_text import encode_job, encode_json
+from secautod.store.json_text import encode_job, encode_json, export_batch
 from secautod.store.postgres import queries
 from secautod.store.postgres.connection import (
     ConnectionPool,
@@ -59,6 +59,7 @@ from secautod.store.postgres.schema import migrate
 from secautod.store.postgres.state import PostgresSupervisorState
 from secautod.store.records import (
     EncodedJob,
+    ExportBatch,
     ImportCounts,
     JobFigures,
     JobSummary,
@@ -349,6 +350,22 @@ class PostgresJobStore(JobStore):
                 if on_progress is not None:
                     on_progress(imported + skipped)
         return ImportCounts(imported, skipped)
+
+    def export_jobs(self, after_rowid: int, limit: int) -> ExportBatch:
+        """Read up to `limit` rows after `after_rowid` in rowid order (see `JobStore`)."""
+        with self._pool.querying("reading jobs to copy") as conn:
+            rows = [tuple(row) for row in conn.execute(queries.EXPORT_JOBS, (after_rowid, limit))]
+        entries = [job_entry(row) for row in rows]
+        return export_batch(entries, [int(row[0]) for row in rows], self._clock())
+
+    def job_keys(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
+        """Return (id, status) pairs after `after_id` in id order (see `JobStore`)."""
+        with self._pool.querying("reading job ids") as conn:
+            if after_id is None:
+                rows = conn.execute(queries.JOB_KEYS_FIRST, (limit,)).fetchall()
+            else:
+                rows = conn.execute(queries.JOB_KEYS_AFTER, (after_id, limit)).fetchall()
+        return [(str(job_id), str(status)) for job_id, status in rows]
 
     # -- maintenance ---------------------------------------------------------
     def cleanup_old_jobs(

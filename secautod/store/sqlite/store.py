@@ -34,9 +34,10 @@ from secautod.store.base import (
     RecoveryBody,
     Synchronous,
 )
-from secautod.store.json_text import encode_job, encode_json
+from secautod.store.json_text import encode_job, encode_json, export_batch
 from secautod.store.records import (
     EncodedJob,
+    ExportBatch,
     ImportCounts,
     JobFigures,
     JobSummary,
@@ -317,6 +318,22 @@ class SQLiteJobStore(JobStore):
                     conn.execute(queries.set_cache_size(int(cache_size)))
         return ImportCounts(imported, skipped)
 
+    def export_jobs(self, after_rowid: int, limit: int) -> ExportBatch:
+        """Read up to `limit` rows after `after_rowid` in rowid order (see `JobStore`)."""
+        with self._pool.querying("reading jobs to copy") as conn:
+            raw = fetch_raw(conn, queries.EXPORT_JOBS, (after_rowid, limit))
+            entries = [job_entry(conn, row) for row in raw]
+        return export_batch(entries, [int(row[0]) for row in raw], self._clock())
+
+    def job_keys(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
+        """Return (id, status) pairs after `after_id` in id order (see `JobStore`)."""
+        with self._pool.querying("reading job ids") as conn:
+            if after_id is None:
+                raw = fetch_raw(conn, queries.JOB_KEYS_FIRST, (limit,))
+            else:
+                raw = fetch_raw(conn, queries.JOB_KEYS_AFTER, (after_id, limit))
+        return [(_text(job_id), _text(status)) for job_id, status in raw]
+
     @staticmethod
     def _mentioned_before(
         conn: sqlite3.Connection, ids: list[str], import_start: int, batch_start: int
@@ -520,6 +537,13 @@ class SQLiteJobStore(JobStore):
         needs them). Never blocks other readers or writers.
         """
         return self._pool.checkpoint("checkpointing the WAL")
+
+
+def _text(value: object) -> str:
+    """Read a value `fetch_raw` returned as text (bytes that are not UTF-8 are replaced)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
 
 
 def _listing_params(
