@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import signal
 import sqlite3
 import subprocess
@@ -171,3 +173,67 @@ def test_an_unreachable_target_is_one_line_and_exit_74(tmp_path: Path, make_job:
     assert len(lines) == 1
     assert "postgresql://postgres:***@127.0.0.1:1/test" in lines[0]
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def run_with_terminal_stderr(*args: str) -> tuple[int, str, str]:
+    """Run secautod with stderr on a pseudo-terminal and stdout on a pipe."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [SECAUTOD, *args], stdout=subprocess.PIPE, stderr=follower, text=True
+    ) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stdout = process.stdout.read() if process.stdout else ""
+        status = process.wait(60)
+    os.close(leader)
+    return status, stdout, b"".join(chunks).decode(errors="replace")
+
+
+def test_migrate_draws_a_progress_bar_on_a_terminal(
+    tmp_path: Path, make_job: Any, target_url: str
+) -> None:
+    """On a terminal stderr migrate draws a bar instead of JSON events; the summary goes to stdout."""
+    config, database = source_store(tmp_path)
+    fill(database, make_job, 3000)
+    status, stdout, terminal = run_with_terminal_stderr(
+        "migrate", "--config", str(config), "--to", target_url, "--batch", "100"
+    )
+    assert status == 0, terminal
+    assert "migrate: copy [" in terminal
+    assert "migrate_progress" not in terminal
+    assert "copied 3000 jobs to postgresql://postgres:***@" in stdout
+    assert "verified: 3000 jobs (completed 1000, failed 1000, pending 1000)" in stdout
+    assert PASSWORD not in stdout + terminal
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--to", f"mysql://root:{PASSWORD}@db/x"], "expected a postgresql://"),
+        (["--to", "postgresql://db/x", "--batch", "0"], "--batch"),
+        (["--to", "postgresql://db/x", "--batch", "100001"], "--batch"),
+    ],
+)
+def test_bad_migrate_arguments_are_usage_errors(args: list[str], complaint: str) -> None:
+    """A --to that is not a PostgreSQL URL or a batch out of 1..100000 exits 2, never echoing the URL."""
+    result = run_cli("migrate", *args)
+    assert result.returncode == 2
+    assert complaint in result.stderr
+    assert PASSWORD not in result.stderr
+
+
+def test_migrate_help_shows_an_example() -> None:
+    """`secautod migrate --help` shows the example and the exit statuses, like every command."""
+    result = run_cli("migrate", "--help")
+    assert result.returncode == 0
+    assert "example:" in result.stdout
+    assert "--to URL" in result.stdout
+    assert "74" in result.stdout
