@@ -335,9 +335,12 @@ class JobStore:
     def export_jobs(self, after_rowid: int, limit: int) -> ExportBatch:
         """Read up to `limit` rows after `after_rowid`, in rowid order, for a copy elsewhere.
 
-        Readable rows come back in the table's text form (`import_encoded_jobs`
-        takes them); a row secautod cannot read is an `UnreadableRow`, never an
-        error. Keyset paging: memory stays one batch whatever the table's size.
+        Rows come back in the table's text form (`import_encoded_jobs` takes
+        them) with values kept as stored: any status text, JSON text unparsed,
+        timestamps in secautod's UTC form. A row whose values another database
+        cannot hold (an id that is not text, bytes that are not UTF-8, a NUL,
+        a date no reader knows) is an `UnreadableRow`, never an error. Keyset
+        paging: memory stays one batch whatever the table's size.
         """
         raise NotImplementedError
 

@@ -9,13 +9,12 @@ other valid forms; reading accepts any JSON text.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from secautod.errors import InvalidJobError, SecautodError, UnreadableJobError
+from secautod.errors import InvalidJobError, UnreadableJobError
 from secautod.jobs import Job, JobStatus, checked_error_text
-from secautod.store.records import EncodedJob, ExportBatch, UnreadableRow
+from secautod.store.records import EncodedJob
 from secautod.timestamps import format_optional, format_timestamp, require_aware
 
 _DECODER = json.JSONDecoder()
@@ -66,24 +65,3 @@ def encode_job(job: Job, updated_at: datetime) -> EncodedJob:
         format_optional(job.completed_at),
         format_timestamp(updated_at),
     )
-
-
-def export_batch(
-    entries: Sequence[Job | UnreadableRow], rowids: Sequence[int], now: datetime
-) -> ExportBatch:
-    """Sort one page of `export_jobs` (rows in rowid order) into text-form jobs and unreadable rows.
-
-    A job without `updated_at` is stamped `now`; one whose values cannot be
-    written back as text becomes an unreadable row too.
-    """
-    jobs: list[EncodedJob] = []
-    unreadable: list[UnreadableRow] = []
-    for rowid, entry in zip(rowids, entries, strict=True):
-        if isinstance(entry, UnreadableRow):
-            unreadable.append(entry)
-            continue
-        try:
-            jobs.append(encode_job(entry, entry.updated_at or now))
-        except SecautodError as exc:
-            unreadable.append(UnreadableRow(rowid, entry.id, str(entry.status), str(exc)))
-    return ExportBatch(jobs, unreadable, rowids[-1] if rowids else None)

@@ -34,7 +34,7 @@ from secautod.store.base import (
     RecoveryBody,
     Synchronous,
 )
-from secautod.store.json_text import encode_job, encode_json, export_batch
+from secautod.store.json_text import encode_job, encode_json
 from secautod.store.records import (
     EncodedJob,
     ExportBatch,
@@ -49,7 +49,7 @@ from secautod.store.records import (
 )
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import ConnectionPool
-from secautod.store.sqlite.listing import fetch_raw, job_entry, job_summary
+from secautod.store.sqlite.listing import export_entry, fetch_raw, job_entry, job_summary
 from secautod.store.sqlite.retention import delete_expired_jobs
 from secautod.store.sqlite.rows import decode_job
 from secautod.store.sqlite.schema import check_jobs_table, migrate, schema_version
@@ -322,8 +322,10 @@ class SQLiteJobStore(JobStore):
         """Read up to `limit` rows after `after_rowid` in rowid order (see `JobStore`)."""
         with self._pool.querying("reading jobs to copy") as conn:
             raw = fetch_raw(conn, queries.EXPORT_JOBS, (after_rowid, limit))
-            entries = [job_entry(conn, row) for row in raw]
-        return export_batch(entries, [int(row[0]) for row in raw], self._clock())
+            entries = [export_entry(conn, row) for row in raw]
+        jobs = [entry for entry in entries if not isinstance(entry, UnreadableRow)]
+        unreadable = [entry for entry in entries if isinstance(entry, UnreadableRow)]
+        return ExportBatch(jobs, unreadable, int(raw[-1][0]) if raw else None)
 
     def job_keys(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
         """Return (id, status) pairs after `after_id` in id order (see `JobStore`)."""
