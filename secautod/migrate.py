@@ -3,9 +3,12 @@
 Rows are read in pages by rowid and each page is committed on its own, so a
 stopped copy keeps what it wrote and a re-run goes on: jobs already in the
 target are skipped (`import_encoded_jobs`), never overwritten, so running it
-again changes nothing. Rows the source cannot read are reported by rowid and
-left behind. At the end the target is read back: its counts per status and an
-order-independent checksum of its ids must equal the copied rows'.
+again changes nothing. Rows are carried over as stored (other writers'
+statuses, JSON text unparsed); a row whose values the target cannot hold (an
+id that is not text, bytes that are not UTF-8, a date no reader knows) is
+reported by rowid and left behind. At the end the target is read back: its
+counts per status and an order-independent checksum of its ids must equal
+the copied rows'.
 
 Only the `jobs` table is copied: secautod's own bookkeeping (daemon starts,
 maintenance runs, backups, the webhook outbox, engine sessions) belongs to
