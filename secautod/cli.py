@@ -70,6 +70,25 @@ def positive_limit(text: str) -> int:
     return int(text)
 
 
+MAX_MIGRATE_BATCH = 100_000
+
+
+def batch_size(text: str) -> int:
+    """Parse --batch: a whole number of jobs per transaction, 1 to 100000."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_MIGRATE_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_MIGRATE_BATCH}, got {text!r}"
+        )
+    return int(text)
+
+
+def postgres_url(text: str) -> str:
+    """Parse --to: a postgresql:// (or postgres://) URL; the text is never echoed (a password)."""
+    if text.split("://", 1)[0] not in ("postgresql", "postgres") or "://" not in text:
+        raise argparse.ArgumentTypeError("expected a postgresql://USER@HOST/DATABASE URL")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser for every subcommand."""
     common = argparse.ArgumentParser(add_help=False)
@@ -235,6 +254,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recover.add_argument(
         "--dry-run", action="store_true", help="only list the jobs that would be failed"
+    )
+    migrating = command(
+        "migrate",
+        "cmd_migrate",
+        "copy the configured SQLite store's jobs into a PostgreSQL store, in committed "
+        "batches (running it again goes on and changes nothing), then verify the copy",
+        "secautod migrate --config /etc/secautod/config.yaml --to postgresql://secautod@db/secautod",
+        [as_json],
+    )
+    migrating.add_argument(
+        "--to",
+        required=True,
+        type=postgres_url,
+        metavar="URL",
+        help="the PostgreSQL store to copy into (created and migrated if needed); a password "
+        "may come from the URL, PGPASSWORD or libpq's passfile",
+    )
+    migrating.add_argument(
+        "--batch",
+        type=batch_size,
+        default=2000,
+        metavar="N",
+        help="jobs per transaction (default 2000)",
     )
     command(
         "upgrade",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -553,6 +553,60 @@ def cmd_import_json(args: argparse.Namespace) -> int:
     for job_id, why in report.rejected:
         print(f"rejected {job_id}: {why}")
     return EX_OK
+
+
+# -- migrate --------------------------------------------------------------------------
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy the configured store's jobs into the PostgreSQL store named by --to, then verify."""
+    from secautod.migrate import check_copy, migrate_jobs, target_name
+
+    config = load(args)
+    progress = Progress("migrate")
+    if not progress.enabled:  # progress as JSON events on stderr instead of a bar
+        configure_logging("info", "json")
+    with store_for(config) as source, JobStore(args.to) as target:
+        report = migrate_jobs(
+            source, target, batch=args.batch, on_progress=_migrate_progress(progress)
+        )
+        progress.done()
+        name = target_name(target)
+    if args.json:
+        print_json({"to": name, **report.to_dict()})
+    else:
+        print(
+            f"copied {plural(report.copied, 'job')} to {name}; "
+            f"{report.already_present} already there, "
+            f"{plural(report.unreadable_count, 'unreadable row')} left behind"
+        )
+        for row in report.unreadable:
+            print(f"  unreadable rowid {row.rowid}: {printable(row.problem)}")
+        if report.unreadable_count > len(report.unreadable):
+            print(f"  ... and {report.unreadable_count - len(report.unreadable)} more")
+        if report.matches:
+            figures = ", ".join(f"{s} {n}" for s, n in sorted(report.target.by_status.items()))
+            print(
+                f"verified: {plural(report.target.total, 'job')} ({figures or 'none'}), "
+                f"id checksum {report.target.checksum:016x}"
+            )
+    check_copy(report, target)
+    return EX_OK
+
+
+def _migrate_progress(progress: Progress) -> Callable[[str, int, int], None]:
+    """Show migration progress as a bar on a terminal, else as `migrate_progress` events."""
+    from secautod.log import get_logger
+
+    log = get_logger("secautod.migrate")
+
+    def report(phase: str, done: int, total: int) -> None:
+        if progress.enabled:
+            width = 30
+            filled = bar(done, total, width).ljust(width)
+            progress.update(f"{phase} [{filled}] {done}/{total}")
+        else:
+            log.info("migrate_progress", phase=phase, done=done, total=total)
+
+    return report
 
 
 def cmd_recover(args: argparse.Namespace) -> int:

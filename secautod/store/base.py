@@ -25,6 +25,7 @@ from secautod.store.records import (
     BackupRecord,
     Boot,
     EncodedJob,
+    ExportBatch,
     ImportCounts,
     JobFigures,
     JobSummary,
@@ -73,6 +74,8 @@ BACKEND_METHODS = (
     "delete_job",
     "get_stats",
     "import_encoded_jobs",
+    "export_jobs",
+    "job_keys",
     "cleanup_old_jobs",
     "count_expired_jobs",
     "undatable_jobs",
@@ -326,6 +329,26 @@ class JobStore:
         (valid JSON, as `json_text.encode_json` writes or as read from a
         legacy file), timestamps in secautod's form; a None `updated_at`
         becomes now. The importer uses this to skip building `Job` objects.
+        """
+        raise NotImplementedError
+
+    def export_jobs(self, after_rowid: int, limit: int) -> ExportBatch:
+        """Read up to `limit` rows after `after_rowid`, in rowid order, for a copy elsewhere.
+
+        Rows come back in the table's text form (`import_encoded_jobs` takes
+        them) with values kept as stored: any status text, JSON text unparsed,
+        timestamps in secautod's UTC form. A row whose values another database
+        cannot hold (an id that is not text, bytes that are not UTF-8, a NUL,
+        a date no reader knows) is an `UnreadableRow`, never an error. Keyset
+        paging: memory stays one batch whatever the table's size.
+        """
+        raise NotImplementedError
+
+    def job_keys(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
+        """Return up to `limit` (id, status) pairs with ids after `after_id`, in id order.
+
+        Reads only the two columns, for verifying a copy; statuses are the
+        stored text (other writers' too). Rows whose id is not text are left out.
         """
         raise NotImplementedError
 

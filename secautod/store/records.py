@@ -19,6 +19,20 @@ EncodedJob = tuple[
 
 
 @dataclass(frozen=True, slots=True)
+class ExportBatch:
+    """One batch of `JobStore.export_jobs`, read in rowid order.
+
+    `jobs` are the readable rows in the table's text form (as
+    `import_encoded_jobs` takes them), `unreadable` the rows secautod cannot
+    read; `last_rowid` is where the next batch starts (None: no rows were left).
+    """
+
+    jobs: list[EncodedJob]
+    unreadable: list[UnreadableRow]
+    last_rowid: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class ImportCounts:
     """What an import did."""
 

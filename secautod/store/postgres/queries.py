@@ -66,13 +66,18 @@ ON CONFLICT (id) DO UPDATE SET
     started_at = excluded.started_at,
     completed_at = excluded.completed_at,
     updated_at = excluded.updated_at"""
-# Imports bind text timestamps (secautod's UTC form); the session zone is UTC.
-INSERT_JOB_IF_ABSENT = f"""
+# Imports bind one text array per column (timestamps in secautod's UTC form;
+# the session zone is UTC): one statement per batch, rows kept in order. The
+# arrays go in binary (`%b`): the text form escapes every quote in Python.
+INSERT_JOBS_IF_ABSENT = f"""
 INSERT INTO jobs ({JOB_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz, %s::timestamptz,
-        %s::timestamptz)
-ON CONFLICT (id) DO NOTHING
-RETURNING 1"""
+SELECT id, status, playbook, context, results, error, created_at::timestamptz,
+       started_at::timestamptz, completed_at::timestamptz, updated_at::timestamptz
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::text[], %b::text[], %b::text[], %b::text[])
+     WITH ORDINALITY AS batch ({JOB_COLUMNS}, position)
+ORDER BY position
+ON CONFLICT (id) DO NOTHING"""
 # The ids one import has met, to tell "stored before" from "named twice".
 CREATE_IMPORT_SEEN = (
     "CREATE TEMP TABLE IF NOT EXISTS import_seen (id TEXT PRIMARY KEY) ON COMMIT DROP"
@@ -117,6 +122,12 @@ JOB_SUMMARY_COLUMNS = (
     f"rowid, id, status, created_at, updated_at, playbook, left(error, {LISTED_ERROR_CHARACTERS})"
 )
 SELECT_JOB_ENTRY = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE id = %s"
+# Copying the store elsewhere: keyset pages by rowid (not indexed here: the
+# PostgreSQL side is normally a migration's target, read by `JOB_KEYS_*`).
+EXPORT_JOBS = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE rowid > %s ORDER BY rowid LIMIT %s"
+# Verifying a copy: (id, status) pages in id order (the primary key's index).
+JOB_KEYS_FIRST = "SELECT id, status FROM jobs ORDER BY id LIMIT %s"
+JOB_KEYS_AFTER = "SELECT id, status FROM jobs WHERE id > %s ORDER BY id LIMIT %s"
 
 
 def list_jobs_query(filters: frozenset[str], limited: bool, columns: str = JOB_COLUMNS) -> str:

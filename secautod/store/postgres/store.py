@@ -58,6 +58,7 @@ from secautod.store.postgres.schema import migrate
 from secautod.store.postgres.state import PostgresSupervisorState
 from secautod.store.records import (
     EncodedJob,
+    ExportBatch,
     ImportCounts,
     JobFigures,
     JobSummary,
@@ -67,7 +68,13 @@ from secautod.store.records import (
     UndatableJobs,
     UnreadableRow,
 )
-from secautod.timestamps import isoformat_utc, require_aware, to_utc_or_none, utc_now
+from secautod.timestamps import (
+    format_timestamp,
+    isoformat_utc,
+    require_aware,
+    to_utc_or_none,
+    utc_now,
+)
 
 JOB_RECOVERED = "job_recovered"
 # Cleanup deletes this many expired jobs per transaction.
@@ -350,6 +357,27 @@ class PostgresJobStore(JobStore):
                     on_progress(imported + skipped)
         return ImportCounts(imported, skipped)
 
+    def export_jobs(self, after_rowid: int, limit: int) -> ExportBatch:
+        """Read up to `limit` rows after `after_rowid` in rowid order (see `JobStore`)."""
+        with self._pool.querying("reading jobs to copy") as conn:
+            rows = conn.execute(queries.EXPORT_JOBS, (after_rowid, limit)).fetchall()
+        # Typed columns: every row is one another database can hold.
+        jobs: list[EncodedJob] = [
+            (job_id, status, playbook, context, results, error,
+             *(None if value is None else format_timestamp(value) for value in times))
+            for _, job_id, status, playbook, context, results, error, *times in rows
+        ]  # fmt: skip
+        return ExportBatch(jobs, [], int(rows[-1][0]) if rows else None)
+
+    def job_keys(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
+        """Return (id, status) pairs after `after_id` in id order (see `JobStore`)."""
+        with self._pool.querying("reading job ids") as conn:
+            if after_id is None:
+                rows = conn.execute(queries.JOB_KEYS_FIRST, (limit,)).fetchall()
+            else:
+                rows = conn.execute(queries.JOB_KEYS_AFTER, (after_id, limit)).fetchall()
+        return [(str(job_id), str(status)) for job_id, status in rows]
+
     # -- maintenance ---------------------------------------------------------
     def cleanup_old_jobs(
         self,
@@ -531,15 +559,13 @@ def _first_duplicate(ids: list[str]) -> str | None:
 
 
 def _inserted_rows(cursor: psycopg.Cursor[Any], rows: list[Any]) -> int:
-    """Insert `rows` if absent in one round of statements; return how many went in."""
+    """Insert `rows` if absent in one statement (an array per column); return how many went in."""
     if not rows:
         return 0
-    cursor.executemany(queries.INSERT_JOB_IF_ABSENT, rows, returning=True)
-    inserted = 0
-    while True:
-        inserted += len(cursor.fetchall())
-        if not cursor.nextset():
-            return inserted
+    cursor.execute(
+        queries.INSERT_JOBS_IF_ABSENT, [list(column) for column in zip(*rows, strict=True)]
+    )
+    return int(cursor.rowcount)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -158,6 +158,12 @@ JOB_SUMMARY_COLUMNS = (
     f"{_PLAYBOOK_NAME}, substr(CAST(error AS TEXT), 1, {LISTED_ERROR_CHARACTERS})"
 )
 SELECT_JOB_ENTRY = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE id = ?"
+# Copying the store elsewhere (`secautod migrate`): keyset pages by rowid.
+EXPORT_JOBS = f"SELECT {JOB_ENTRY_COLUMNS} FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?"
+# Verifying a copy: (id, status) pages in id order (the primary key's index).
+_JOB_KEYS = "SELECT id, CAST(status AS TEXT) FROM jobs WHERE typeof(id) = 'text'"
+JOB_KEYS_FIRST = f"{_JOB_KEYS} ORDER BY id LIMIT ?"
+JOB_KEYS_AFTER = f"{_JOB_KEYS} AND id > ? ORDER BY id LIMIT ?"
 
 
 # -- retention ----------------------------------------------------------------

@@ -37,6 +37,7 @@ from secautod.store.base import (
 from secautod.store.json_text import encode_job, encode_json
 from secautod.store.records import (
     EncodedJob,
+    ExportBatch,
     ImportCounts,
     JobFigures,
     JobSummary,
@@ -48,7 +49,7 @@ from secautod.store.records import (
 )
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import ConnectionPool
-from secautod.store.sqlite.listing import fetch_raw, job_entry, job_summary
+from secautod.store.sqlite.listing import export_entry, fetch_raw, job_entry, job_summary
 from secautod.store.sqlite.retention import delete_expired_jobs
 from secautod.store.sqlite.rows import decode_job
 from secautod.store.sqlite.schema import check_jobs_table, migrate, schema_version
@@ -317,6 +318,24 @@ class SQLiteJobStore(JobStore):
                     conn.execute(queries.set_cache_size(int(cache_size)))
         return ImportCounts(imported, skipped)
 
+    def export_jobs(self, after_rowid: int, limit: int) -> ExportBatch:
+        """Read up to `limit` rows after `after_rowid` in rowid order (see `JobStore`)."""
+        with self._pool.querying("reading jobs to copy") as conn:
+            raw = fetch_raw(conn, queries.EXPORT_JOBS, (after_rowid, limit))
+            entries = [export_entry(conn, row) for row in raw]
+        jobs = [entry for entry in entries if not isinstance(entry, UnreadableRow)]
+        unreadable = [entry for entry in entries if isinstance(entry, UnreadableRow)]
+        return ExportBatch(jobs, unreadable, int(raw[-1][0]) if raw else None)
+
+    def job_keys(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
+        """Return (id, status) pairs after `after_id` in id order (see `JobStore`)."""
+        with self._pool.querying("reading job ids") as conn:
+            if after_id is None:
+                raw = fetch_raw(conn, queries.JOB_KEYS_FIRST, (limit,))
+            else:
+                raw = fetch_raw(conn, queries.JOB_KEYS_AFTER, (after_id, limit))
+        return [(_text(job_id), _text(status)) for job_id, status in raw]
+
     @staticmethod
     def _mentioned_before(
         conn: sqlite3.Connection, ids: list[str], import_start: int, batch_start: int
@@ -520,6 +539,13 @@ class SQLiteJobStore(JobStore):
         needs them). Never blocks other readers or writers.
         """
         return self._pool.checkpoint("checkpointing the WAL")
+
+
+def _text(value: object) -> str:
+    """Read a value `fetch_raw` returned as text (bytes that are not UTF-8 are replaced)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
 
 
 def _listing_params(
