@@ -159,12 +159,16 @@ class Monitor:
             self._on_store_check(check)
 
     def _refresh(self) -> None:
-        try:
-            figures = read_figures(self._store, self._config, self._clock(), self.store_check)
-        except SecautodError as exc:  # the last figures stay; their timestamp shows their age
-            log.warning("metrics_refresh_failed", error=str(exc))
-        else:
-            self._collector.update(figures)
+        metrics = self._config.metrics
+        # Nobody reads the figures without a listener or a textfile: an idle
+        # daemon then spends nothing on them (the count of a million jobs).
+        if metrics.listen is not None or metrics.textfile is not None:
+            try:
+                figures = read_figures(self._store, self._config, self._clock(), self.store_check)
+            except SecautodError as exc:  # the last figures stay; their timestamp shows their age
+                log.warning("metrics_refresh_failed", error=str(exc))
+            else:
+                self._collector.update(figures)
         textfile = self._config.metrics.textfile
         if textfile is not None:
             try:
