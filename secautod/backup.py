@@ -393,6 +393,15 @@ def pre_restore_name(database_name: str, now: datetime) -> str:
     return f"{database_name}.pre-restore-{require_aware(now, 'now').strftime(_STAMP_FORMAT)}"
 
 
+def unused_path(directory: Path, name: str) -> Path:
+    """Return `directory/name`, or `name-2`, `name-3`, ... if taken: a name never overwritten."""
+    candidate, sequence = directory / name, 1
+    while candidate.exists():
+        sequence += 1
+        candidate = directory / f"{name}-{sequence}"
+    return candidate
+
+
 def prune_pre_restore_files(database: Path, keep: int, protect: Path | None = None) -> list[Path]:
     """Delete all but the newest `keep` `<db>.pre-restore-*` files, never `protect`."""
     kept = []

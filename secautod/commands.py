@@ -23,6 +23,7 @@ from secautod.backup import (
     resolve_backup,
     restore_backup,
     restore_hint,
+    unused_path,
     with_restore_hint,
 )
 from secautod.config import (
@@ -365,7 +366,8 @@ def _restore_postgres(args: argparse.Namespace, config: Config, url: str, now: d
     prepare_directory(config.data_directory)
     with DirectoryLock(config.data_directory).acquire("restore"):
         progress.update(f"verifying {chosen.name} in a scratch database")
-        aside = config.backup_directory / pre_restore_name(name, now)
+        # Two restores in one second must not dump over the file the second restores.
+        aside = unused_path(config.backup_directory, pre_restore_name(name, now))
         result = restore_dump(server, chosen, aside)
         pruned = prune_pre_restore_files(
             config.backup_directory / name, PRE_RESTORE_KEEP, result.previous

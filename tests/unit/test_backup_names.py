@@ -95,3 +95,17 @@ def test_resolve_backup_defaults_to_newest_and_explains_absence(tmp_path: Path) 
     assert named == tmp_path / "jobs.db.backup.20260120-000000"
     with pytest.raises(NotFoundError, match="'nope' not found"):
         resolve_backup("nope", tmp_path, "jobs.db", tmp_path)
+
+
+def test_a_taken_pre_restore_name_gets_a_sequence_instead_of_being_overwritten(
+    tmp_path: Path,
+) -> None:
+    """A second restore in the same second keeps its copy beside the first one, never over it."""
+    from secautod.backup import pre_restore_name, unused_path
+
+    name = pre_restore_name("test", datetime(2026, 12, 6, 18, 0, tzinfo=UTC))
+    first = unused_path(tmp_path, name)
+    first.write_text("the first restore's copy")
+    second = unused_path(tmp_path, name)
+    assert (first.name, second.name) == (name, f"{name}-2")
+    assert first.read_text() == "the first restore's copy"
