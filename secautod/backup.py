@@ -382,7 +382,7 @@ def restore_backup(
         backup,
         database,
         staged=database.parent / f".{database.name}.restore.{os.getpid()}{_PARTIAL_SUFFIX}",
-        aside_name=pre_restore_name(database.name, now),
+        aside_name=unused_path(database.parent, pre_restore_name(database.name, now)).name,
         on_progress=on_progress,
         verified=verified,
     )

@@ -617,7 +617,12 @@ def cmd_recover(args: argparse.Namespace) -> int:
     now = utc_now()
     with store_for(config) as store:
         if args.dry_run:
-            running = [job.id for job in store.list_jobs(status=JobStatus.RUNNING)]
+            # Summaries read neither context nor results, and tolerate other writers' rows.
+            running = [
+                entry.id
+                for entry in store.list_job_summaries(status=JobStatus.RUNNING.value)
+                if isinstance(entry, JobSummary)
+            ]
             claimed = store.job_claims(running)
             ids = [job_id for job_id in running if not _claimed_alive(claimed, job_id)]
         else:

@@ -53,6 +53,8 @@ def restore_database_file(
 ) -> RestoreResult:
     """Restore `backup` into `database`, keeping a copy of the current content as `aside_name`.
 
+    `aside_name` must not be in use in the database's folder (`backup.unused_path`).
+
     The caller must hold the data directory's lock. The backup is verified
     before anything is touched (pass `verified` if the caller just ran
     `verify_restore_source`). The backup is copied into the database in
@@ -68,7 +70,7 @@ def restore_database_file(
         _discard_companions(database)  # an old WAL would be replayed onto the restored file
         _restore_online(backup, database, on_progress)
         return RestoreResult(summary, database, None)
-    aside = _unique_name(database.parent, aside_name)
+    aside = database.parent / aside_name
     try:
         _restore_online(backup, database, on_progress, lambda: _copy_online(database, aside))
     except StoreCorruptError:
@@ -224,7 +226,7 @@ def _set_aside(database: Path, aside_name: str) -> Path | None:
     the database itself is missing: left in place, SQLite would replay an
     old WAL onto the restored file.
     """
-    kept = _unique_name(database.parent, aside_name) if database.exists() else None
+    kept = database.parent / aside_name if database.exists() else None
     if kept is not None:
         # A damaged file cannot be checkpointed; its WAL is then kept beside it.
         with suppress(StoreError):
@@ -239,15 +241,6 @@ def _set_aside(database: Path, aside_name: str) -> Path | None:
         else:
             companion.unlink()
     return kept
-
-
-def _unique_name(directory: Path, name: str) -> Path:
-    """Return `directory/name`, or `name-2`, `name-3`, ... if taken."""
-    candidate, sequence = directory / name, 1
-    while candidate.exists():
-        sequence += 1
-        candidate = directory / f"{name}-{sequence}"
-    return candidate
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
