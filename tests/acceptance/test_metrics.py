@@ -84,10 +84,20 @@ def test_backup_and_file_sizes_match_the_files(tmp_path: Path, daemons: DaemonFa
     done = daemon.wait_for_event("backup_completed")[0]
     data = tmp_path / "data"
     backup = Path(done["path"])
-    samples = settled(port, "secautod_backup_newest_size_bytes", backup.stat().st_size)
     with JobStore(data / "jobs.db") as store:
         run = store.state.task_runs()["backup"]
     assert run.last_success_at is not None
+    # The file is published before the run is recorded; a refresh between the
+    # two shows the new size with the old time, so wait for both.
+    samples = wait_until(
+        lambda: (
+            (samples := scrape(port))
+            and value(samples, "secautod_backup_newest_size_bytes") == backup.stat().st_size
+            and value(samples, "secautod_maintenance_last_success_timestamp_seconds", task="backup")
+            and samples
+        ),
+        what="the newest backup's size and the backup's success time",
+    )
     success = value(samples, "secautod_maintenance_last_success_timestamp_seconds", task="backup")
     assert success == pytest.approx(run.last_success_at.timestamp(), abs=0.001)
     duration = value(samples, "secautod_maintenance_last_duration_seconds", task="backup")
