@@ -133,7 +133,7 @@ class Figures:
     task_runs: dict[str, TaskRun]
     outbox: dict[str, tuple[int, float]]  # redacted endpoint: (waiting, oldest age seconds)
     database_bytes: int
-    wal_bytes: int
+    wal_bytes: int | None  # None: the store has no WAL of its own (PostgreSQL)
     newest_backup_bytes: int
     engine_sessions: int
     store_check: StoreCheck | None
@@ -202,8 +202,13 @@ def _figure_families(figures: Figures) -> Iterator[Metric]:
         oldest.add_metric([endpoint], age)
     yield depth
     yield oldest
-    yield _single("database_size_bytes", "Size of the database file.", figures.database_bytes)
-    yield _single("database_wal_size_bytes", "Size of its write-ahead log.", figures.wal_bytes)
+    yield _single(
+        "database_size_bytes",
+        "Size of the store: the database file (PostgreSQL: secautod's tables and indexes).",
+        figures.database_bytes,
+    )
+    if figures.wal_bytes is not None:
+        yield _single("database_wal_size_bytes", "Size of its write-ahead log.", figures.wal_bytes)
     yield _single(
         "backup_newest_size_bytes",
         "Size of the newest backup file (0 when there is none).",

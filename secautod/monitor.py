@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
-from pathlib import Path
 
 from secautod.backup import newest_backup
 from secautod.config import Config, redact_url
@@ -210,8 +209,7 @@ def read_figures(
         backup = None
     intervals = {task: every.total_seconds() for task, every in task_intervals(config).items()}
     intervals[STORE_CHECK] = config.jobs.check_interval.total_seconds()
-    database_bytes = _size(store.path)
-    wal_bytes = _size(store.path.with_name(store.path.name + "-wal"))
+    size = store.store_size()
     return Figures(
         read_at=now,
         read_seconds=time.monotonic() - started,
@@ -221,8 +219,8 @@ def read_figures(
         task_intervals=intervals,
         task_runs=runs,
         outbox=outbox,
-        database_bytes=database_bytes,
-        wal_bytes=wal_bytes,
+        database_bytes=size.database_bytes,
+        wal_bytes=size.wal_bytes,
         newest_backup_bytes=backup.size_bytes if backup is not None else 0,
         engine_sessions=sessions,
         store_check=store_check,
@@ -231,10 +229,3 @@ def read_figures(
 
 def _age(since: datetime | None, now: datetime) -> float:
     return 0.0 if since is None else max(0.0, (now - since).total_seconds())
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

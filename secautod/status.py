@@ -73,8 +73,8 @@ class StatusReport:
     """Everything `secautod status` shows."""
 
     daemon_pid: int | None
-    database: Path
-    database_bytes: int
+    database: str  # the file, or the URL without its password
+    database_bytes: int  # the file and its WAL, or secautod's tables in the server
     last_boot: Boot | None
     tasks: list[TaskStatus]
     newest_backup: BackupStatus | None
@@ -107,8 +107,8 @@ def build_status(
     ]
     report = StatusReport(
         daemon_pid=pid,
-        database=config.database_path,
-        database_bytes=_database_bytes(config.database_path),
+        database=config.store_location,
+        database_bytes=_store_bytes(store),
         last_boot=boot,
         tasks=tasks,
         newest_backup=_backup_status(
@@ -208,10 +208,6 @@ def _publication_problems(published: DaemonState, now: datetime) -> list[str]:
     return []
 
 
-def _database_bytes(path: Path) -> int:
-    total = 0
-    for suffix in ("", "-wal"):
-        companion = path.with_name(path.name + suffix)
-        if companion.exists():
-            total += companion.stat().st_size
-    return total
+def _store_bytes(store: JobStore) -> int:
+    size = store.store_size()
+    return size.database_bytes + (size.wal_bytes or 0)

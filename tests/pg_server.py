@@ -10,7 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import psycopg
 from harness import require
@@ -22,6 +22,11 @@ def schema_url(schema: str, server: str = SERVER) -> str:
     """Return `server`'s URL with `schema` first on the search path."""
     separator = "&" if "?" in server else "?"
     return f"{server}{separator}options={quote(f'-csearch_path={schema}')}"
+
+
+def schema_of(url: str) -> str:
+    """Return the schema a `schema_url` URL works in."""
+    return unquote(url).rsplit("-csearch_path=", 1)[1]
 
 
 def admin_connection() -> psycopg.Connection[object]:

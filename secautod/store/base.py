@@ -34,6 +34,7 @@ from secautod.store.records import (
     RecoveredJob,
     Recovery,
     SessionRecord,
+    StoreSize,
     TaskRun,
     UndatableJobs,
     UnreadableRow,
@@ -91,6 +92,7 @@ BACKEND_METHODS = (
     "quick_check",
     "job_figures",
     "checkpoint",
+    "store_size",
 )
 
 
@@ -429,6 +431,10 @@ class JobStore:
         Cheaper than `integrity_check`, so the daemon runs it on a schedule
         while other writers go on.
         """
+        raise NotImplementedError
+
+    def store_size(self) -> StoreSize:
+        """Return the room the store takes (see `StoreSize`)."""
         raise NotImplementedError
 
     def job_figures(self) -> JobFigures:

@@ -105,6 +105,19 @@ class DatabaseFileSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSize:
+    """How much room the store takes, in bytes.
+
+    SQLite: the database file and its write-ahead log. PostgreSQL: secautod's
+    tables with their indexes and TOAST; `wal_bytes` is None there, since the
+    server's WAL is shared by all its databases and is not secautod's to show.
+    """
+
+    database_bytes: int
+    wal_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobFigures:
     """The jobs table at a glance, for metrics: counts per status and the oldest waits.
 

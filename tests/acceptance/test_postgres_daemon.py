@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -9,14 +11,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import DaemonFactory, Engine, receiver, run_cli, wait_until, write_config
-from pg_server import admin_connection, scratch_schema
+from harness import (
+    DaemonFactory,
+    Engine,
+    free_port,
+    receiver,
+    run_cli,
+    wait_until,
+    write_config,
+)
+from pg_server import admin_connection, schema_of, scratch_schema
+from scrape import scrape, value
 
 from secautod import JobStatus, JobStore
 
 CHECK = 0.3  # supervision.check_interval in these tests, seconds
 FAST = {"retry_initial_seconds": 0.1, "retry_max_seconds": 0.5}
 PASSWORD = "hunter2-not-for-logs"
+SCHEMA_TABLES_SIZE = """
+SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'"""
 
 
 @pytest.fixture
@@ -75,7 +89,7 @@ def test_a_session_of_another_host_is_judged_by_its_lease_alone(
     with JobStore(store_url) as store:
         store.save_job(make_job(id="remote", status="running", started_at=datetime.now(UTC)))
     lease = 2.0
-    schema = store_url.rsplit("%3D", 1)[1]
+    schema = schema_of(store_url)
     with admin_connection() as admin:  # the SQL an engine on another host runs
         admin.execute(f"SET search_path = {schema}")
         admin.execute(
@@ -99,6 +113,54 @@ def test_a_session_of_another_host_is_judged_by_its_lease_alone(
     )  # pid 1 on this host is alive, but another host's pid says nothing
     (line,) = daemon.named("job_recovered")
     assert line["reason"] == "lease_expired"
+
+
+def test_status_and_metrics_show_the_size_of_secautods_tables_in_the_server(
+    tmp_path: Path, daemons: DaemonFactory, make_job: Any, store_url: str
+) -> None:
+    """On PostgreSQL, status and secautod_database_size_bytes show the tables' size; no WAL figure is exported."""
+    with JobStore(store_url) as store:
+        store.save_job(make_job(id="big", context={"blob": secrets.token_urlsafe(200_000)}))
+    schema = schema_of(store_url)
+
+    def tables_bytes() -> int:
+        with admin_connection() as admin:
+            row = admin.execute(SCHEMA_TABLES_SIZE, (schema,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        storage={"url": store_url},
+        metrics={"listen": f"127.0.0.1:{port}", "refresh_seconds": 0.1},
+        jobs={"backup_enabled": False},
+    )
+    daemon = daemons.start(config)
+    samples = wait_until(
+        lambda: (
+            (samples := scrape(port))
+            and value(samples, "secautod_database_size_bytes") == tables_bytes()
+            and samples
+        ),
+        what="secautod_database_size_bytes equal to the tables' size in the server",
+    )
+    assert value(samples, "secautod_database_size_bytes") > 200_000  # type: ignore[operator]
+    assert not [name for name, _ in samples if name.startswith("secautod_database_wal")]
+
+    def status() -> dict[str, Any]:
+        result = run_cli("status", "--config", str(config), "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        return dict(json.loads(result.stdout))
+
+    report = wait_until(
+        lambda: (report := status()) and report["database_bytes"] == tables_bytes() and report,
+        what="status's database_bytes equal to the tables' size in the server",
+    )
+    assert report["database"] == store_url
+    shown = run_cli("status", "--config", str(config))
+    assert f"database:      {store_url} (" in shown.stdout
+    assert daemon.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,19 @@ def test_bookkeeping_round_trips(make_store: Any, now: datetime) -> None:
     assert (record.created_at, record.size_bytes) == (now, 1234)
     store.state.forget_backups([path])
     assert store.state.backup_record(path) is None
+
+
+def test_store_size_grows_by_what_a_job_adds(make_store: Any, make_job: Any) -> None:
+    """The store's size (its data, plus a WAL of its own where it has one) grows by a big job's bytes."""
+    store = make_store()
+    before = store.store_size()
+    payload = secrets.token_urlsafe(300_000)  # random: no backend compresses it
+    store.save_job(make_job(id="big", context={"blob": payload}))
+    after = store.store_size()
+    grown = after.database_bytes + (after.wal_bytes or 0)
+    grown -= before.database_bytes + (before.wal_bytes or 0)
+    assert grown >= len(payload)
+    assert after.database_bytes > 0
 
 
 def test_figures_and_checks_on_a_sound_store(make_store: Any, make_job: Any, now: datetime) -> None:

@@ -510,3 +510,17 @@ def test_connections_of_finished_threads_are_closed(make_store: Any, make_job: A
         thread.join()
     store.get_stats()  # opens this thread's connection, closing the orphans
     assert len(store._pool._connections) <= 2
+
+
+def test_store_size_is_the_file_and_its_wal(tmp_path: Path, make_job: Any) -> None:
+    """On SQLite the store's size is the database file's and its WAL's, as on disk."""
+    database = tmp_path / "data" / "jobs.db"
+    with JobStore(database) as store:
+        store.save_job(make_job(id="j1", context={"blob": "x" * 100_000}))
+        size = store.store_size()
+        wal = database.with_name("jobs.db-wal")
+        assert (size.database_bytes, size.wal_bytes) == (
+            database.stat().st_size,
+            wal.stat().st_size,
+        )
+        assert size.wal_bytes > 100_000  # the job is still in the WAL

@@ -297,3 +297,9 @@ OTHER_SECAUTOD_CONNECTIONS = """
 SELECT count(*), string_agg(DISTINCT coalesce(host(client_addr), 'local'), ', ')
 FROM pg_stat_activity
 WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()"""
+
+# -- the store's size -----------------------------------------------------------------
+# secautod's tables as the search path resolves them (indexes and TOAST included).
+TABLES_SIZE = """
+SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0)
+FROM unnest(%s::text[]) AS name"""

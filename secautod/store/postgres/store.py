@@ -65,6 +65,7 @@ from secautod.store.records import (
     RecoveredJob,
     Recovery,
     SessionRecord,
+    StoreSize,
     UndatableJobs,
     UnreadableRow,
 )
@@ -451,6 +452,16 @@ class PostgresJobStore(JobStore):
     def quick_check(self) -> list[str]:
         """Check that the database answers and holds secautod's tables."""
         return self.integrity_check()
+
+    def store_size(self) -> StoreSize:
+        """Return the size of secautod's tables in the server (indexes and TOAST included).
+
+        Not `pg_database_size`: the database may hold other programs' tables.
+        No WAL figure: the server's WAL serves every database on it.
+        """
+        with self._pool.querying("measuring the store") as conn:
+            row = conn.execute(queries.TABLES_SIZE, (list(queries.SECAUTOD_TABLES),)).fetchone()
+        return StoreSize(int(row[0]) if row is not None else 0, None)
 
     def job_figures(self) -> JobFigures:
         """Count jobs per status and find the oldest pending and running ones, in one snapshot."""

@@ -44,6 +44,7 @@ from secautod.store.records import (
     RecoveredJob,
     Recovery,
     SessionRecord,
+    StoreSize,
     UndatableJobs,
     UnreadableRow,
 )
@@ -414,6 +415,12 @@ class SQLiteJobStore(JobStore):
         with self._pool.querying("checking the database") as conn:
             return integrity_problems(conn, check="quick")
 
+    def store_size(self) -> StoreSize:
+        """Return the sizes of the database file and its WAL (0 for one not there)."""
+        return StoreSize(
+            _file_size(self.path), _file_size(self.path.with_name(self.path.name + "-wal"))
+        )
+
     def job_figures(self) -> JobFigures:
         """Count jobs per status and find the oldest pending and running ones, in one snapshot.
 
@@ -539,6 +546,13 @@ class SQLiteJobStore(JobStore):
         needs them). Never blocks other readers or writers.
         """
         return self._pool.checkpoint("checkpointing the WAL")
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _text(value: object) -> str:
