@@ -389,3 +389,15 @@ def boot_time() -> Any:
     booted = host_boot_time()
     assert booted is not None, "this host's boot time (/proc/stat btime) is unreadable"
     return booted
+
+
+def protocol_sql_blocks() -> dict[str, str]:
+    """docs/ENGINE-PROTOCOL.md's ```sql blocks, each named by its first comment (`-- name: open`)."""
+    protocol = Path(__file__).parents[1] / "docs" / "ENGINE-PROTOCOL.md"
+    blocks: dict[str, str] = {}
+    for chunk in protocol.read_text().split("```sql\n")[1:]:
+        body = chunk.split("```", 1)[0]
+        first = body.splitlines()[0]
+        if first.startswith("-- name: "):
+            blocks[first.removeprefix("-- name: ").strip()] = body
+    return blocks

@@ -15,6 +15,7 @@ from harness import (
     DaemonFactory,
     Engine,
     boot_time,
+    protocol_sql_blocks,
     receiver,
     require,
     run_cli,
@@ -262,8 +263,7 @@ def test_the_sql_protocol_from_the_sqlite3_shell(
     worker = subprocess.Popen(["sleep", "600"])  # plays the engine's process
     here = current_identity()
     start = process_start_time(worker.pid)
-    protocol = Path(__file__).parents[2] / "docs" / "ENGINE-PROTOCOL.md"
-    blocks = _sql_blocks(protocol.read_text())
+    blocks = protocol_sql_blocks()
     values = {
         ":session_id": "'go-session'",
         ":name": "'go-engine'",
@@ -310,14 +310,3 @@ def test_the_sql_protocol_from_the_sqlite3_shell(
     assert daemon.named("job_recovered")[0]["reason"] == "engine_exited"
     assert status_of(database, "go-1") is JobStatus.FAILED
     assert status_of(database, "go-2") is JobStatus.COMPLETED
-
-
-def _sql_blocks(markdown: str) -> dict[str, str]:
-    """The protocol's ```sql blocks, each named by its first comment line (`-- name: open`)."""
-    blocks: dict[str, str] = {}
-    for chunk in markdown.split("```sql\n")[1:]:
-        body = chunk.split("```", 1)[0]
-        first = body.splitlines()[0]
-        if first.startswith("-- name: "):
-            blocks[first.removeprefix("-- name: ").strip()] = body
-    return blocks
