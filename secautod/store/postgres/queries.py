@@ -211,11 +211,6 @@ SELECT_JOB_CLAIMS = f"""
 SELECT c.job_id, {_SESSION_COLUMNS}, 0 FROM job_claims AS c
 JOIN engine_sessions AS s ON s.session_id = c.session_id
 WHERE c.job_id = ANY(%(job_ids)s::text[])"""
-SESSION_FENCED = """
-SELECT s.gone_reason FROM engine_sessions AS s
-WHERE s.session_id = %(session_id)s AND s.gone_at IS NOT NULL
-  AND (%(claiming)s OR EXISTS (SELECT 1 FROM job_claims AS c
-                               WHERE c.job_id = %(id)s AND c.session_id = %(session_id)s))"""
 CLAIM_JOB = """
 INSERT INTO job_claims (job_id, session_id, claimed_at) VALUES (%(id)s, %(session_id)s, %(now)s)
 ON CONFLICT (job_id) DO UPDATE SET session_id = excluded.session_id,
@@ -303,3 +298,19 @@ WHERE datname = current_database() AND application_name = %s AND pid <> pg_backe
 TABLES_SIZE = """
 SELECT coalesce(sum(pg_total_relation_size(to_regclass(name))), 0)
 FROM unnest(%s::text[]) AS name"""
+
+# -- fencing under READ COMMITTED ------------------------------------------------------
+# The gone reason of a session declared gone, when that fences the write (it
+# claims the job, or claimed it). The session's row is share-locked first,
+# whatever its state: a recovery declaring it gone then waits for this
+# transaction, or this one waits for the recovery and sees it. A plain read may
+# see the session alive just before a recovery commits, and the write then
+# overwrote the job the recovery had failed.
+SESSION_FENCED_LOCKING = """
+WITH session AS MATERIALIZED (
+    SELECT gone_at, gone_reason FROM engine_sessions
+    WHERE session_id = %(session_id)s FOR SHARE)
+SELECT s.gone_reason FROM session AS s
+WHERE s.gone_at IS NOT NULL
+  AND (%(claiming)s OR EXISTS (SELECT 1 FROM job_claims AS c
+                               WHERE c.job_id = %(id)s AND c.session_id = %(session_id)s))"""

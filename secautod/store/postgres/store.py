@@ -284,7 +284,7 @@ class PostgresJobStore(JobStore):
         if session_id is None:
             return None
         params = {"session_id": session_id, "id": job_id, "claiming": claiming}
-        row = conn.execute(queries.SESSION_FENCED, params).fetchone()
+        row = conn.execute(queries.SESSION_FENCED_LOCKING, params).fetchone()
         if row is not None:
             raise SessionLostError(
                 f"job {job_id}: engine session {session_id} was declared gone ({row[0]}); "
