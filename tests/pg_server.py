@@ -1,6 +1,7 @@
 """The PostgreSQL server tests use: 127.0.0.1:5432, trust auth, database `test`.
 
-Each test works in a schema of its own (`scratch_schema`), dropped after it.
+Each test works in a schema of its own (`scratch_schema`), dropped after it,
+or in a database of its own (`scratch_database`) when it needs one.
 In CI (CI=true) a server that does not answer fails the test (`require`).
 """
 
@@ -10,7 +11,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 from harness import require
@@ -51,3 +52,28 @@ def scratch_schema(*, enabled: bool = True) -> Iterator[str | None]:
             yield schema_url(schema)
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def database_of(url: str) -> str:
+    """Return the database a URL names."""
+    return urlsplit(url).path.lstrip("/")
+
+
+@contextmanager
+def scratch_database(template: str | None = None, server: str = SERVER) -> Iterator[str]:
+    """Create a fresh database, yield its URL, drop it afterwards.
+
+    With `template`, the new database is a file-level copy of that one
+    (`STRATEGY FILE_COPY`): none of its pages is in the server's buffers yet,
+    so the first read of each comes from its file. Nobody may be connected
+    to `template` meanwhile.
+    """
+    name = f"secautod_test_{secrets.token_hex(6)}"  # generated names, never input
+    copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template is not None else ""
+    with admin_connection() as admin:
+        admin.execute(f"CREATE DATABASE {name}{copy}")
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        with admin_connection() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

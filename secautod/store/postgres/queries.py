@@ -36,8 +36,7 @@ RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VA
 PING = "SELECT count(*) FROM schema_migrations"
 # A snapshot read: several statements see one consistent state (a page and its anchor).
 SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-# PostgreSQL checks its own pages (checksums, if enabled): what secautod can
-# check is that its tables are all there.
+# secautod's tables the search path does not find (the checks: checks.py).
 MISSING_TABLES = """
 SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL ORDER BY name"""
 SECAUTOD_TABLES = (
@@ -314,3 +313,35 @@ SELECT s.gone_reason FROM session AS s
 WHERE s.gone_at IS NOT NULL
   AND (%(claiming)s OR EXISTS (SELECT 1 FROM job_claims AS c
                                WHERE c.job_id = %(id)s AND c.session_id = %(session_id)s))"""
+
+# -- checking for damage (checks.py) -------------------------------------------------------
+# Every row, every column turned to text: every heap page is read, and every
+# TOAST value through its index.
+READ_EVERY_ROW = "SELECT count(*), sum(octet_length(t::text)) FROM {table} AS t"
+READ_ONE_ROW = "SELECT 1 FROM {table} LIMIT 1"
+# amcheck's schema, and whether this role may run its two checks (EXECUTE is
+# revoked from PUBLIC when it is installed). No row: not installed.
+AMCHECK_FUNCTIONS = """
+SELECT n.nspname,
+       coalesce(has_function_privilege(to_regprocedure(
+           quote_ident(n.nspname) || '.bt_index_check(regclass, boolean)'), 'EXECUTE'), false),
+       coalesce(has_function_privilege(to_regprocedure(
+           quote_ident(n.nspname)
+           || '.verify_heapam(regclass, boolean, boolean, text, bigint, bigint)'), 'EXECUTE'),
+           false)
+FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
+WHERE e.extname = 'amcheck'"""
+# The B-tree indexes of secautod's tables, as the search path resolves them.
+TABLE_INDEXES = """
+SELECT i.indexrelid::bigint, i.indexrelid::regclass::text
+FROM unnest(%s::text[]) AS t (name)
+JOIN pg_index AS i ON i.indrelid = to_regclass(t.name)
+JOIN pg_class AS c ON c.oid = i.indexrelid
+JOIN pg_am AS am ON am.oid = c.relam
+WHERE am.amname = 'btree'
+ORDER BY 2"""
+# {amcheck} is the extension's schema, composed with psycopg.sql.Identifier.
+CHECK_INDEX = "SELECT {amcheck}.bt_index_check(%s::bigint::oid::regclass, true)"
+VERIFY_HEAP = """
+SELECT blkno, offnum, msg
+FROM {amcheck}.verify_heapam(to_regclass(%s), check_toast => true)"""

@@ -40,6 +40,7 @@ from secautod.store.base import (
 )
 from secautod.store.json_text import encode_job, encode_json
 from secautod.store.postgres import queries
+from secautod.store.postgres.checks import integrity_problems, quick_problems
 from secautod.store.postgres.connection import (
     ConnectionPool,
     connect,
@@ -440,18 +441,16 @@ class PostgresJobStore(JobStore):
         write_dump(self._server, target, should_stop=should_stop)
 
     def integrity_check(self) -> list[str]:
-        """Check that every table of secautod's schema is there; return what is missing.
+        """Read every page of secautod's tables (indexes too, with amcheck); return damage found.
 
-        PostgreSQL verifies its own pages (with data checksums enabled);
-        damage it finds surfaces as errors on the statements that meet it.
+        See `checks.py`: missing tables, pages the server cannot read or
+        whose checksum fails, and with `amcheck` index and tuple damage.
         """
-        with self._pool.querying("checking the database") as conn:
-            rows = conn.execute(queries.MISSING_TABLES, (list(queries.SECAUTOD_TABLES),))
-            return [f"table {name} is missing" for (name,) in rows.fetchall()]
+        return integrity_problems(self._pool)
 
     def quick_check(self) -> list[str]:
-        """Check that the database answers and holds secautod's tables."""
-        return self.integrity_check()
+        """Check that secautod's tables are there and each answers a one-row read."""
+        return quick_problems(self._pool)
 
     def store_size(self) -> StoreSize:
         """Return the size of secautod's tables in the server (indexes and TOAST included).
