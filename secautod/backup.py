@@ -435,7 +435,20 @@ def with_restore_hint(exc: StoreCorruptError, config: Config) -> StoreCorruptErr
 
 def restore_hint(config: Config) -> str:
     """Name the newest backup and the command that restores it, or what to do without one."""
-    newest = newest_backup(config.backup_directory, config.database_path.name)
+    url = config.storage.url
+    if url is None:
+        name = config.database_path.name
+    else:
+        from secautod.store.postgres.dump import database_name
+
+        name = database_name(url)  # PostgreSQL backups are named after the database
+    newest = newest_backup(config.backup_directory, name)
+    if newest is None and url is not None:
+        return (
+            f"No backup found in {config.backup_directory}. Restore a copy from elsewhere "
+            f"(secautod restore --config {config.path} PATH), or repair the database "
+            f"with PostgreSQL's own tools"
+        )
     if newest is None:
         database = config.database_path
         return (

@@ -153,12 +153,19 @@ def test_the_full_check_reads_every_page_of_the_tables(tmp_path: Path, make_job:
                 problems = store.integrity_check()
             config = write_config(tmp_path, storage={"url": copy}, jobs={"backup_enabled": False})
             checked = run_cli("check", "--config", str(config))
+            backup = tmp_path / "data" / f"{database_of(copy)}.backup.20260101-000000"
+            backup.parent.mkdir(exist_ok=True)
+            backup.write_bytes(b"a pg_dump archive, as far as the hint is concerned")
+            hinted = run_cli("check", "--config", str(config))
     assert len(problems) == 1
     assert problems[0].startswith(f"table jobs: invalid page in block {block} of relation")
     assert checked.returncode == 74
     assert f"failed its integrity check: table jobs: invalid page in block {block}" in (
         checked.stderr
     )
+    assert "No backup found" in checked.stderr
+    assert "jobs.db" not in checked.stderr  # no file to move aside on PostgreSQL
+    assert f"Newest backup: {backup}; restore it with: secautod restore" in hinted.stderr
 
 
 def test_with_amcheck_every_index_page_is_read_too(make_job: Any) -> None:
