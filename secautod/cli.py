@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ from secautod.jobs import JobStatus
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
+# Paragraphs of a command's --help are wrapped to this width (argparse's own, in 80 columns).
+HELP_WIDTH = 78
 EXIT_STATUSES = "exit statuses:\n" + "".join(
     f"  {status:<3} {meaning}\n" for status, meaning in EXIT_STATUS_HELP.items()
 )
@@ -119,12 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         example: str,
         parents: Sequence[argparse.ArgumentParser] = (),
         group: Any = commands,
+        note: str = "",
     ) -> argparse.ArgumentParser:
+        """Add a command; `note` is a paragraph shown in its --help before the example."""
+        shown = textwrap.fill(note, HELP_WIDTH) + "\n\n" if note else ""
         sub: argparse.ArgumentParser = group.add_parser(
             name,
             help=help_text,
             description=help_text,
-            epilog=f"example:\n  {example}\n\n{EXIT_STATUSES}",
+            epilog=f"{shown}example:\n  {example}\n\n{EXIT_STATUSES}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common, *parents],
         )
@@ -262,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
         "batches (running it again goes on and changes nothing), then verify the copy",
         "secautod migrate --config /etc/secautod/config.yaml --to postgresql://secautod@db/secautod",
         [as_json],
+        note="Only the jobs table is copied: secautod's own bookkeeping (daemon starts, "
+        "maintenance history, backup records, the webhook outbox, engine sessions) stays "
+        "behind. Deliver or drop pending webhooks before you stop (secautod status lists "
+        "the outbox).",
     )
     migrating.add_argument(
         "--to",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import signal
 import sqlite3
 import subprocess
@@ -246,6 +247,23 @@ def test_bad_migrate_arguments_are_usage_errors(args: list[str], complaint: str)
     assert result.returncode == 2
     assert complaint in result.stderr
     assert PASSWORD not in result.stderr
+
+
+def test_migrate_help_and_readme_name_the_same_bookkeeping_left_behind() -> None:
+    """`migrate --help` says what the README says: only jobs move, secautod's bookkeeping stays."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Moving a SQLite store to PostgreSQL", 1)[1].split("\n## ", 1)[0]
+    shown = run_cli("migrate", "--help")
+    assert shown.returncode == 0
+    left_behind = re.compile(
+        r"Only the `?jobs`? table is copied[.:] secautod's own bookkeeping \((.+?)\)"
+    )
+    from_readme = left_behind.search(" ".join(section.split()))
+    from_help = left_behind.search(" ".join(shown.stdout.split()))
+    assert from_readme is not None
+    assert from_help is not None, shown.stdout
+    assert from_help.group(1) == from_readme.group(1)
+    assert "webhook outbox" in from_help.group(1)
 
 
 def test_migrate_help_shows_an_example() -> None:
