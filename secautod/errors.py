@@ -96,6 +96,14 @@ class BackupAborted(OperationAborted, BackupError):
     """The backup was stopped before it finished; nothing was kept."""
 
 
+class LeadershipLostError(OperationAborted):
+    """The instance no longer leads; its maintenance write was refused (SPEC §11).
+
+    Another secautod instance took the lease (this one was paused, cut off
+    or too slow to renew); its term now fences this one's writes out.
+    """
+
+
 class CleanupAborted(OperationAborted):
     """Cleanup was stopped between two batches; what it deleted stays deleted."""
 

@@ -20,6 +20,7 @@ import psycopg_pool
 
 from secautod.errors import (
     InvalidJobError,
+    LeadershipLostError,
     StoreBusyError,
     StoreCorruptError,
     StoreError,
@@ -27,6 +28,7 @@ from secautod.errors import (
 )
 from secautod.store.base import SYNCHRONOUS_LEVELS, Synchronous, redact_password
 from secautod.store.postgres import queries
+from secautod.store.records import Fence
 
 # How long opening a connection may take before the server counts as unreachable.
 CONNECT_TIMEOUT_SECONDS = 10
@@ -159,6 +161,7 @@ class ConnectionPool:
         self._wait = CONNECT_TIMEOUT_SECONDS + busy_timeout
         self._closed = False
         self._close_lock = threading.Lock()
+        self._fences = threading.local()  # each thread's fence (`fenced`)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
                 url,
@@ -190,9 +193,26 @@ class ConnectionPool:
 
     @contextmanager
     def writing(self, action: str) -> Iterator[psycopg.Connection[Any]]:
-        """Run the block as one transaction: committed at the end, rolled back on error."""
+        """Run the block as one transaction: committed at the end, rolled back on error.
+
+        In a `fenced` block the transaction first checks the fence, and
+        holds the lease row shared until it ends.
+        """
         with self._connection(action) as conn, conn.transaction():
+            fence: Fence | None = getattr(self._fences, "fence", None)
+            if fence is not None:
+                _check_fence(conn, fence)
             yield conn
+
+    @contextmanager
+    def fenced(self, fence: Fence | None) -> Iterator[None]:
+        """Make this thread's `writing` transactions in the block carry `fence`."""
+        previous = getattr(self._fences, "fence", None)
+        self._fences.fence = fence
+        try:
+            yield
+        finally:
+            self._fences.fence = previous
 
     @contextmanager
     def reading(self, action: str) -> Iterator[psycopg.Connection[Any]]:
@@ -216,3 +236,18 @@ class ConnectionPool:
     def closed(self) -> bool:
         """Tell whether `close` was called."""
         return self._closed
+
+
+def _check_fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
+    """Refuse the transaction unless `fence`'s term is current; record the write in its term."""
+    idle_limit = f"{max(1, int(fence.lease.total_seconds() * 1000))}ms"
+    conn.execute(queries.SET_IDLE_IN_TRANSACTION_TIMEOUT, (idle_limit,))
+    current = conn.execute(
+        queries.CHECK_FENCE,
+        {"name": queries.LEASE_NAME, "term": fence.term, "holder": fence.instance_id},
+    ).fetchone()
+    if current is None:
+        raise LeadershipLostError(
+            f"this instance no longer leads: its term {fence.term} is over (its lease ran "
+            f"out or another instance took it); the write was refused"
+        )
