@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from secautod.backoff import doubling_delay
 from secautod.config import Config
 from secautod.errors import OperationAborted, SecautodError
+from secautod.leadership import Leadership
 from secautod.log import get_logger
 from secautod.maintenance import (
     CLEANUP,
@@ -50,8 +51,10 @@ class MaintenanceScheduler:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         on_task_finished: Callable[[str], None] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self._store = store
+        self._leadership = leadership
         self._on_task_finished = on_task_finished
         self._config = config
         self._clock = clock
@@ -61,6 +64,7 @@ class MaintenanceScheduler:
         self._abort = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self.started = False
         self._clock_offset = self._wall_minus_monotonic()
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -75,6 +79,7 @@ class MaintenanceScheduler:
         """Start the scheduler thread and schedule every enabled task."""
         self._scheduler.start()
         self._schedule(self._config)
+        self.started = True
 
     def apply(self, config: Config) -> None:
         """Adopt a reloaded config: new intervals, backups switched on or off.
@@ -83,6 +88,16 @@ class MaintenanceScheduler:
         """
         self._schedule(config)
         self._config = config
+
+    def resume(self) -> None:
+        """Recompute every schedule from the stored last successes (this instance now leads).
+
+        Another instance may have run the tasks while this one stood by.
+        """
+        try:
+            self._schedule(self._config)
+        except SecautodError as exc:  # the runs as scheduled before still come
+            log.warning("maintenance_resume_failed", error=str(exc))
 
     def next_run_times(self) -> dict[str, datetime]:
         """Return each scheduled task's next run time."""
@@ -156,13 +171,18 @@ class MaintenanceScheduler:
             self._idle.set()
 
     def _run_task(self, task: str) -> None:
+        if self._leadership is not None and not self._leadership.leading():
+            log.debug("maintenance_left_to_leader", task=task)
+            return
         now = self._clock()
         config = self._config
         try:
-            if task == CLEANUP:
-                run_cleanup(self._store, config, now, should_stop=self._abort.is_set)
-            else:
-                run_backup(self._store, config, now, should_stop=self._abort.is_set)
+            fence = self._leadership.fence() if self._leadership is not None else None
+            with self._store.fenced(fence):
+                if task == CLEANUP:
+                    run_cleanup(self._store, config, now, should_stop=self._abort.is_set)
+                else:
+                    run_backup(self._store, config, now, should_stop=self._abort.is_set)
         except OperationAborted:
             return
         except Exception as exc:  # a failed run must never stop the daemon

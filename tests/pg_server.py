@@ -10,7 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from harness import require
@@ -46,3 +46,20 @@ def scratch_schema(*, enabled: bool = True) -> Iterator[str | None]:
             yield schema_url(schema)
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """Create a fresh database, yield its URL, drop it afterwards.
+
+    For tests that look at the whole database (who else is connected),
+    where a schema of the shared `test` database would see other tests'.
+    """
+    name = f"secautod_test_{secrets.token_hex(6)}"
+    with admin_connection() as admin:
+        admin.execute(f"CREATE DATABASE {name}")  # a generated name, never input
+        try:
+            parts = urlsplit(SERVER)
+            yield urlunsplit(parts._replace(path=f"/{name}"))
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

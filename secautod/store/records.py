@@ -265,4 +265,9 @@ class LeaderRecord:
     holder: Candidate
     acquired_at: datetime
     expires_at: datetime
-    current: bool  # the lease had not run out when this was read
+    remaining: timedelta  # left on the lease by the server's clock when read (<= 0: ran out)
+
+    @property
+    def current(self) -> bool:
+        """Tell whether the lease still ran when this was read."""
+        return self.remaining > timedelta(0)

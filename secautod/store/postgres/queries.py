@@ -334,7 +334,7 @@ WITH released AS (
 )
 UPDATE leader_terms SET ended_at = now() WHERE term = (SELECT term FROM released)"""
 SELECT_LEADER = """
-SELECT term, holder, host, pid, acquired_at, expires_at, expires_at > now()
+SELECT term, holder, host, pid, acquired_at, expires_at, expires_at - now()
 FROM leader_lease WHERE name = %(name)s"""
 # The fence, first in every write of a leader: the FOR SHARE lock on the lease
 # keeps the next term from beginning until this transaction ends, and the

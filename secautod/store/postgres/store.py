@@ -580,13 +580,13 @@ class PostgresJobStore(JobStore):
             row = conn.execute(queries.SELECT_LEADER, {"name": queries.LEASE_NAME}).fetchone()
         if row is None:
             return None
-        term, holder, host, pid, acquired_at, expires_at, current = row
+        term, holder, host, pid, acquired_at, expires_at, remaining = row
         return LeaderRecord(
             int(term),
             Candidate(holder, host, int(pid)),
             utc_or_none(acquired_at) or self._clock(),
             utc_or_none(expires_at) or self._clock(),
-            bool(current),
+            remaining,
         )
 
     def fenced(self, fence: Fence | None) -> AbstractContextManager[None]:
