@@ -72,6 +72,14 @@ class SchemaVersionError(StoreError):
     """The database was written by a newer secautod."""
 
 
+class StoreUnreachableError(StoreError):
+    """The database server could not be reached, or it dropped the connection.
+
+    The pool opens a new connection for the next operation, so trying again
+    soon may well succeed.
+    """
+
+
 class StoreBusyError(StoreError):
     """Another process held the database's write lock for too long."""
 

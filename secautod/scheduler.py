@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from secautod.backoff import doubling_delay
 from secautod.config import Config
-from secautod.errors import OperationAborted, SecautodError
+from secautod.errors import OperationAborted, SecautodError, StoreUnreachableError
 from secautod.leadership import Leadership
 from secautod.log import get_logger
 from secautod.maintenance import (
@@ -39,6 +39,8 @@ log = get_logger("secautod.scheduler")
 # A difference between wall-clock and monotonic progress larger than this
 # means the wall clock was set, so schedules are recomputed.
 CLOCK_JUMP_TOLERANCE_SECONDS = 60.0
+# The first retry of a task whose database connection was lost.
+RECONNECT_RETRY_DELAY = timedelta(seconds=1)
 
 
 class MaintenanceScheduler:
@@ -191,7 +193,14 @@ class MaintenanceScheduler:
             failures = self._failures.get(task, 0) + 1
             self._failures[task] = failures
             interval = task_intervals(config).get(task, timedelta(hours=1))
-            retry_at = now + doubling_delay(failures, config.jobs.retry_delay, interval)
+            # A lost connection is retried soon (the pool reconnects), backing
+            # off up to the usual delay while the server stays away.
+            first, cap = (
+                (RECONNECT_RETRY_DELAY, min(config.jobs.retry_delay, interval))
+                if isinstance(exc, StoreUnreachableError)
+                else (config.jobs.retry_delay, interval)
+            )
+            retry_at = self._clock() + doubling_delay(failures, first, cap)
             if not isinstance(exc, SecautodError):  # expected failures are logged already
                 log.exception("maintenance_crashed", task=task)
             self._reschedule(task, retry_at)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal
 
 import psycopg
@@ -25,6 +25,7 @@ from secautod.errors import (
     StoreCorruptError,
     StoreError,
     StoreFullError,
+    StoreUnreachableError,
 )
 from secautod.store.base import SYNCHRONOUS_LEVELS, Synchronous, redact_password
 from secautod.store.postgres import queries
@@ -52,6 +53,9 @@ _AUTH_FAILED_TEXT = (
 _NO_ROLE_TEXT = re.compile(r'role "[^"]*" does not exist')
 _NO_DATABASE_TEXT = re.compile(r'database "[^"]*" does not exist')
 _FULL = {"53100"}
+# The server ended the session (pg_terminate_backend, shutdown, restart), or a
+# connection exception: the next connection from the pool may well work.
+_CONNECTION_LOST = {"57P01", "57P02", "57P03"}
 _PRIVILEGE = "42501"
 
 
@@ -61,7 +65,7 @@ def translate_error(exc: BaseException, url: str, action: str) -> StoreError | I
     detail = " ".join(str(exc).split()) or type(exc).__name__
     state = getattr(exc, "sqlstate", None) or ""
     if isinstance(exc, psycopg_pool.PoolTimeout):
-        return StoreError(
+        return StoreUnreachableError(
             f"{action}: no connection to PostgreSQL at {shown} ({detail}); check that the "
             f"server runs and answers, and storage.url"
         )
@@ -77,6 +81,11 @@ def translate_error(exc: BaseException, url: str, action: str) -> StoreError | I
         )
     if state == _NO_DATABASE or _NO_DATABASE_TEXT.search(detail):
         return StoreError(f"{action}: {shown}: {detail}; create it or fix storage.url")
+    if state in _CONNECTION_LOST or state.startswith("08"):
+        return StoreUnreachableError(
+            f"{action}: PostgreSQL at {shown} closed the connection ({detail}); "
+            f"secautod reconnects for the next try"
+        )
     if state in _BUSY:
         return StoreBusyError(
             f"{action}: {shown}: a lock stayed held by another session for longer than the "
@@ -93,7 +102,7 @@ def translate_error(exc: BaseException, url: str, action: str) -> StoreError | I
     if state.startswith("22"):  # data exception: a value the column cannot hold
         return InvalidJobError(f"{action}: {detail}")
     if isinstance(exc, psycopg.OperationalError) and not state:
-        return StoreError(
+        return StoreUnreachableError(
             f"{action}: cannot reach PostgreSQL at {shown} ({detail}); check that the "
             f"server runs and storage.url"
         )
@@ -188,8 +197,15 @@ class ConnectionPool:
     def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
         if self._closed:
             raise StoreError(f"the job store at {redact_password(self.url)} is closed")
-        with translating(self.url, action), self._pool.connection(timeout=self._wait) as conn:
-            yield conn
+        try:
+            with translating(self.url, action), self._pool.connection(timeout=self._wait) as conn:
+                yield conn
+        except StoreUnreachableError:
+            # The server may have ended every session (a restart, pg_terminate_backend):
+            # drop the dead idle connections now rather than fail on each in turn.
+            with suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                self._pool.check()
+            raise
 
     @contextmanager
     def writing(self, action: str) -> Iterator[psycopg.Connection[Any]]:
