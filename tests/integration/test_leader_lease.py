@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,8 @@ from harness import wait_until
 from pg_server import admin_connection, scratch_schema
 
 from secautod import JobStore
-from secautod.errors import LeadershipLostError
+from secautod.errors import LeadershipLostError, StoreUnreachableError
+from secautod.leadership import Leadership
 from secautod.store.records import Candidate, Fence
 
 LEASE = timedelta(seconds=30)
@@ -148,3 +150,82 @@ def waiting_on_lock(store_url: str) -> bool:
             "AND wait_event_type = 'Lock'"
         ).fetchone()
         return bool(row and row[0])
+
+
+class FakeMonotonic:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_leader_that_cannot_renew_stops_counting_itself_leader_when_its_lease_would_end(
+    store: JobStore,
+) -> None:
+    """Without a renewal, `leading()` turns False once a lease has passed, and `fence()` refuses."""
+    clock = FakeMonotonic()
+    acquired: list[int] = []
+    leadership = Leadership(
+        store, A, LEASE, on_acquired=lambda: acquired.append(1), monotonic=clock
+    )
+    leadership._claim()
+    assert leadership.leading()
+    assert acquired == [1]
+    fence = leadership.fence()
+    assert fence is not None
+    assert (fence.term, fence.instance_id) == (1, A.instance_id)
+    clock.now += LEASE.total_seconds() - 0.1
+    assert leadership.leading()
+    clock.now += 0.2
+    assert not leadership.leading()
+    with pytest.raises(LeadershipLostError):
+        leadership.fence()
+    leadership._claim()  # nobody took it meanwhile: the same term goes on
+    assert leadership.term == 1
+    assert acquired == [1]
+
+
+def test_a_standby_takes_the_lead_with_the_next_term_once_it_is_released(store: JobStore) -> None:
+    """Two elections on one store: B stands by while A leads, and leads from A's release on."""
+    a = Leadership(store, A, LEASE)
+    b = Leadership(store, B, LEASE)
+    a._claim()
+    b._claim()
+    assert (a.leading(), b.leading()) == (True, False)
+    with pytest.raises(LeadershipLostError):
+        b.fence()
+    assert a.stop(1)  # releases
+    b._claim()
+    assert b.leading()
+    assert b.term == 2
+
+
+def test_without_election_the_only_daemon_always_leads(tmp_path: Any) -> None:
+    """On SQLite (the data directory's lock makes one daemon) leading() is True and no fence is used."""
+    with JobStore(tmp_path / "jobs.db") as sqlite_store:
+        leadership = Leadership(sqlite_store, A, LEASE)
+        leadership.start()
+        assert not leadership.elected
+        assert leadership.leading()
+        assert leadership.fence() is None
+        assert leadership.stop(1)
+
+
+def test_a_fenced_transaction_left_idle_for_a_lease_is_ended_by_the_server(
+    store: JobStore,
+) -> None:
+    """A frozen leader cannot hold the lease row: its idle fenced transaction ends after a lease."""
+    short = timedelta(seconds=1)
+    fence = Fence(store.claim_leadership(A, short) or 0, A.instance_id, short)
+    with (  # noqa: PT012 - the write must stand idle inside the block
+        pytest.raises(StoreUnreachableError),
+        store.fenced(fence),
+        store._pool.writing("a write of a frozen leader") as conn,
+    ):
+        conn.execute("SELECT 1")
+        time.sleep(2.5)  # the freeze under test, not a wait for something
+        conn.execute("SELECT 1")
+    assert store.claim_leadership(B, LEASE) == 2

@@ -55,7 +55,7 @@ _NO_DATABASE_TEXT = re.compile(r'database "[^"]*" does not exist')
 _FULL = {"53100"}
 # The server ended the session (pg_terminate_backend, shutdown, restart), or a
 # connection exception: the next connection from the pool may well work.
-_CONNECTION_LOST = {"57P01", "57P02", "57P03"}
+_CONNECTION_LOST = {"57P01", "57P02", "57P03", "57P05", "25P03"}  # + idle timeouts
 _PRIVILEGE = "42501"
 
 
