@@ -191,6 +191,7 @@ class Daemon:
         if workers.scheduler.started:
             workers.scheduler.resume()
         workers.dispatcher.wake()
+        self.notifier.status(self._status_line(workers.store))
 
     def _serve(self, workers: _Workers) -> int:
         """Wait for signals, reload on SIGHUP, tick the watchdog; return the stop signal."""
@@ -304,8 +305,13 @@ class Daemon:
         counts = stats.by_status
         check = self.monitor.store_check if self.monitor is not None else None
         damaged = "STORE DAMAGED (see secautod status); " if check and not check.ok else ""
+        leadership = self.monitor.leadership if self.monitor is not None else None
+        role = ""
+        if leadership is not None and leadership.elected:
+            term = leadership.term
+            role = f"leader (term {term}); " if leadership.leading() else "standby; "
         return (
-            f"{damaged}{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
+            f"{damaged}{role}{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
             f"{counts[JobStatus.RUNNING]} running); "
             f"last backup {last_backup}"
         )
