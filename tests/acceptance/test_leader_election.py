@@ -21,8 +21,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from harness import Daemon, DaemonFactory, run_cli, wait_until, write_config
+from harness import Daemon, DaemonFactory, Engine, receiver, run_cli, wait_until, write_config
 from pg_server import admin_connection, scratch_database
+
+from secautod import JobStatus, JobStore
 
 LEASE = 2.0  # storage.leader_lease_seconds
 CLEANUP_HOURS = 0.0005  # 1.8 s: a fenced write by the leader every cleanup
@@ -37,7 +39,9 @@ def store_url() -> Iterator[str]:
         yield url
 
 
-def start_three(tmp_path: Path, daemons: DaemonFactory, store_url: str) -> list[Daemon]:
+def start_three(
+    tmp_path: Path, daemons: DaemonFactory, store_url: str, **sections: Any
+) -> list[Daemon]:
     """Start three instances one after the other; the first becomes the leader."""
     started = []
     for name in ("a", "b", "c"):
@@ -52,6 +56,8 @@ def start_three(tmp_path: Path, daemons: DaemonFactory, store_url: str) -> list[
                 "cleanup_interval": CLEANUP_HOURS,
                 "retry_delay_seconds": 0.5,
             },
+            webhook_delivery={"retry_initial_seconds": 0.1, "retry_max_seconds": 0.5},
+            **sections,
         )
         started.append(daemons.start(config))
     leader = started[0]
@@ -203,3 +209,28 @@ def local_tcp_ports(pid: int) -> set[int]:
             if fields[9] in inodes:
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def test_an_engine_killed_beside_three_instances_is_recovered_and_notified_once(
+    tmp_path: Path, daemons: DaemonFactory, store_url: str, make_job: Any
+) -> None:
+    """Every instance sees the dead engine; the job is recovered once and the leader delivers once."""
+    with JobStore(store_url) as store:
+        store.save_job(make_job(id="j1"))
+    with receiver() as hooks:
+        instances = start_three(tmp_path, daemons, store_url, webhooks=[{"url": hooks.url}])
+        engine = Engine.start(store_url, "j1", lease=60)  # type: ignore[arg-type]
+        try:
+            engine.kill()
+            wait_until(lambda: hooks.deliveries, what="the job_recovered webhook")
+        finally:
+            engine.close()
+        # Room for a second delivery, were there one: two more rounds of the leader's work.
+        leader = instances[0]
+        leader_writes(leader, count=len(leader.named("cleanup_completed")) + 2)
+        assert len(hooks.deliveries) == 1
+    recovered = [line for daemon in instances for line in daemon.named("job_recovered")]
+    assert [(line["job_id"], line["reason"]) for line in recovered] == [("j1", "engine_exited")]
+    with JobStore(store_url) as store:
+        assert store.get_job("j1").status is JobStatus.FAILED
+    assert_fenced(terms_table(store_url))
