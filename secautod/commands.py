@@ -799,9 +799,38 @@ def _status_dict(report: StatusReport) -> dict[str, Any]:
             "ok": report.store_check.ok,
             "problems": list(report.store_check.problems),
         },
+        "leader": _leader_dict(report),
         "problems": report.problems,
         "notes": report.notes,
     }
+
+
+def _leader_dict(report: StatusReport) -> dict[str, Any] | None:
+    """Who leads a shared store (None on SQLite, where this daemon is the only one)."""
+    leader = report.leader
+    if not report.elects_leader or leader is None:
+        return None
+    return {
+        "term": leader.term,
+        "instance": leader.holder.instance_id,
+        "host": leader.holder.host,
+        "pid": leader.holder.pid,
+        "since": leader.acquired_at,
+        "lease_expires_at": leader.expires_at,
+        "current": leader.current,
+        "this_instance": report.leading_here,
+    }
+
+
+def _leader_text(report: StatusReport, now: datetime) -> str:
+    leader = report.leader
+    if leader is None:
+        return "none yet"
+    who = "this instance" if report.leading_here else leader.holder.describe()
+    if not leader.current:
+        ran_out = relative_age(leader.expires_at, now)
+        return f"none: the lease of {who} (term {leader.term}) ran out {ran_out}"
+    return f"{who} (term {leader.term}, since {relative_age(leader.acquired_at, now)})"
 
 
 def _print_status(report: StatusReport, now: datetime) -> None:
@@ -824,6 +853,8 @@ def _print_status(report: StatusReport, now: datetime) -> None:
             f"newest backup: {backup.path.name} ({relative_age(backup.taken_at, now)}, "
             f"{size_text(backup.size_bytes)}, {verified})"
         )
+    if report.elects_leader:
+        print(f"leader:        {_leader_text(report, now)}")
     print(f"engines:       {len(report.sessions)} session(s) alive")
     for session in report.sessions:
         renewed = relative_age(session.renewed_at, now)

@@ -282,6 +282,8 @@ class StorageConfig:
     # The environment variable holding the PostgreSQL password (else libpq's passfile/service).
     password_env: str | None = setting("password_env", _optional(_text), None)
     password: Secret | None = field(default=None, repr=False)  # from `password_env`
+    # Several instances on one PostgreSQL store elect a leader with a lease this long.
+    leader_lease: timedelta = setting("leader_lease_seconds", _seconds, timedelta(seconds=15))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -33,13 +34,14 @@ from secautod.errors import (
 )
 from secautod.files import prepare_directory
 from secautod.jobs import JobStatus
+from secautod.leadership import Leadership
 from secautod.lock import DirectoryLock
 from secautod.log import configure_logging, get_logger
 from secautod.monitor import Monitor
 from secautod.runtime import open_store
 from secautod.scheduler import MaintenanceScheduler
 from secautod.store import JobStore
-from secautod.store.records import Boot
+from secautod.store.records import Boot, Candidate
 from secautod.supervision import Supervisor
 from secautod.systemd import Notifier
 from secautod.timestamps import format_timestamp, utc_now
@@ -120,8 +122,19 @@ class Daemon:
         boot = Boot(self.boot_id, started_at, os.getpid(), __version__, recovered_jobs=0)
         with self.notifier.extending_timeout():
             _patiently("recording the daemon start", lambda: store.state.record_boot(boot))
+        leadership = Leadership(
+            store,
+            Candidate(self.boot_id, socket.gethostname(), os.getpid()),
+            self.config.storage.leader_lease,
+            on_acquired=lambda: self._took_the_lead(workers),
+        )
+        monitor.leadership = leadership
         dispatcher = WebhookDispatcher(
-            store, self.config.webhooks, self.config.webhook_delivery, self.clock
+            store,
+            self.config.webhooks,
+            self.config.webhook_delivery,
+            self.clock,
+            leading=leadership.leading,
         )
         supervisor = Supervisor(
             store,
@@ -129,9 +142,8 @@ class Daemon:
             boot_id=self.boot_id,
             clock=self.clock,
             on_recovered=dispatcher.wake,
+            leadership=leadership,
         )
-        with self.notifier.extending_timeout():
-            recovered = _patiently("the start-up check", supervisor.check_at_start)
         workers = _Workers(
             store,
             MaintenanceScheduler(
@@ -139,11 +151,16 @@ class Daemon:
                 self.config,
                 self.clock,
                 on_task_finished=lambda _task: self.notifier.status(self._status_line(store)),
+                leadership=leadership,
             ),
             dispatcher,
             supervisor,
             monitor,
+            leadership,
         )
+        with self.notifier.extending_timeout():
+            _patiently("claiming the leadership", leadership.start)
+            recovered = _patiently("the start-up check", supervisor.check_at_start)
         workers.scheduler.start()
         try:
             workers.dispatcher.start()
@@ -168,6 +185,13 @@ class Daemon:
             self.stopped_cleanly = self._stop_workers(workers)
             raise
         return self._shutdown(signo, workers)
+
+    def _took_the_lead(self, workers: _Workers) -> None:
+        """Pick up the leader's work: schedules from the stored runs, the outbox."""
+        if workers.scheduler.started:
+            workers.scheduler.resume()
+        workers.dispatcher.wake()
+        self.notifier.status(self._status_line(workers.store))
 
     def _serve(self, workers: _Workers) -> int:
         """Wait for signals, reload on SIGHUP, tick the watchdog; return the stop signal."""
@@ -251,6 +275,8 @@ class Daemon:
             "monitor": workers.monitor.stop(max(0.0, deadline - time.monotonic())),
             "maintenance": workers.scheduler.shutdown(max(0.0, deadline - time.monotonic())),
             "webhooks": workers.dispatcher.stop(max(0.0, deadline - time.monotonic())),
+            # Last: the lease is released once no maintenance write can follow.
+            "leadership": workers.leadership.stop(max(0.0, deadline - time.monotonic())),
         }
         left = [name for name, done in stopped.items() if not done]
         if left:
@@ -279,8 +305,13 @@ class Daemon:
         counts = stats.by_status
         check = self.monitor.store_check if self.monitor is not None else None
         damaged = "STORE DAMAGED (see secautod status); " if check and not check.ok else ""
+        leadership = self.monitor.leadership if self.monitor is not None else None
+        role = ""
+        if leadership is not None and leadership.elected:
+            term = leadership.term
+            role = f"leader (term {term}); " if leadership.leading() else "standby; "
         return (
-            f"{damaged}{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
+            f"{damaged}{role}{stats.total} jobs ({counts[JobStatus.PENDING]} pending, "
             f"{counts[JobStatus.RUNNING]} running); "
             f"last backup {last_backup}"
         )
@@ -333,6 +364,7 @@ class _Workers:
     dispatcher: WebhookDispatcher
     supervisor: Supervisor
     monitor: Monitor
+    leadership: Leadership
 
     def health_problem(self) -> str | None:
         """Return why the daemon is unhealthy, or None when all parts answer."""
@@ -344,6 +376,8 @@ class _Workers:
             return "the supervision thread is not running"
         if not self.monitor.healthy():
             return "the monitor thread (metrics, store check) is not running"
+        if not self.leadership.healthy():
+            return "the leader election thread is not running"
         try:
             self.store.ping()
         except SecautodError as exc:

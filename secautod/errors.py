@@ -72,6 +72,14 @@ class SchemaVersionError(StoreError):
     """The database was written by a newer secautod."""
 
 
+class StoreUnreachableError(StoreError):
+    """The database server could not be reached, or it dropped the connection.
+
+    The pool opens a new connection for the next operation, so trying again
+    soon may well succeed.
+    """
+
+
 class StoreBusyError(StoreError):
     """Another process held the database's write lock for too long."""
 
@@ -94,6 +102,14 @@ StopCheck = Callable[[], bool]
 
 class BackupAborted(OperationAborted, BackupError):
     """The backup was stopped before it finished; nothing was kept."""
+
+
+class LeadershipLostError(OperationAborted):
+    """The instance no longer leads; its maintenance write was refused (SPEC §11).
+
+    Another secautod instance took the lease (this one was paused, cut off
+    or too slow to renew); its term now fences this one's writes out.
+    """
 
 
 class CleanupAborted(OperationAborted):

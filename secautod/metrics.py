@@ -137,6 +137,8 @@ class Figures:
     newest_backup_bytes: int
     engine_sessions: int
     store_check: StoreCheck | None
+    leading: bool = True  # this instance runs maintenance (always, on SQLite)
+    leader_term: int = 0  # the current leader's term (0: none, or no election)
 
 
 class FiguresCollector:
@@ -216,6 +218,17 @@ def _figure_families(figures: Figures) -> Iterator[Metric]:
     )
     yield _single(
         "engine_sessions", "Engine sessions whose lease still holds.", figures.engine_sessions
+    )
+    yield _single(
+        "leader",
+        "1 while this instance leads (runs cleanup, backups and lease-expiry recovery; "
+        "always on SQLite), 0 while it stands by.",
+        1.0 if figures.leading else 0.0,
+    )
+    yield _single(
+        "leader_term",
+        "The current leader's term on a shared store (0: no leader, or SQLite).",
+        figures.leader_term,
     )
     check = figures.store_check
     if check is not None:

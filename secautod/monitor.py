@@ -21,6 +21,7 @@ from secautod.config import Config, redact_url
 from secautod.errors import SecautodError
 from secautod.exporter import MetricsServer, format_address, write_textfile
 from secautod.health import check_store, config_digest, daemon_state, publish_state
+from secautod.leadership import Leadership
 from secautod.log import get_logger
 from secautod.maintenance import TASKS, task_intervals
 from secautod.metrics import (
@@ -58,6 +59,7 @@ class Monitor:
         self.registry = build_registry(self._collector)
         self._server: MetricsServer | None = None
         self.store_check: StoreCheck | None = None
+        self.leadership: Leadership | None = None  # set once the election exists
         self._check_due = 0.0  # monotonic; at once
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -163,7 +165,9 @@ class Monitor:
         # daemon then spends nothing on them (the count of a million jobs).
         if metrics.listen is not None or metrics.textfile is not None:
             try:
-                figures = read_figures(self._store, self._config, self._clock(), self.store_check)
+                figures = read_figures(
+                    self._store, self._config, self._clock(), self.store_check, self.leadership
+                )
             except SecautodError as exc:  # the last figures stay; their timestamp shows their age
                 log.warning("metrics_refresh_failed", error=str(exc))
             else:
@@ -192,10 +196,15 @@ class Monitor:
 
 
 def read_figures(
-    store: JobStore, config: Config, now: datetime, store_check: StoreCheck | None
+    store: JobStore,
+    config: Config,
+    now: datetime,
+    store_check: StoreCheck | None,
+    leadership: Leadership | None = None,
 ) -> Figures:
     """Read every figure the metrics show, with a few cheap queries and file stats."""
     started = time.monotonic()
+    leader = store.current_leader()
     jobs = store.job_figures()
     runs = store.state.task_runs()
     outbox = {
@@ -224,6 +233,8 @@ def read_figures(
         newest_backup_bytes=backup.size_bytes if backup is not None else 0,
         engine_sessions=sessions,
         store_check=store_check,
+        leading=leadership is None or leadership.leading(),
+        leader_term=leader.term if leader is not None and leader.current else 0,
     )
 
 

@@ -21,7 +21,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from secautod.backoff import doubling_delay
 from secautod.config import Config
-from secautod.errors import OperationAborted, SecautodError
+from secautod.errors import OperationAborted, SecautodError, StoreUnreachableError
+from secautod.leadership import Leadership
 from secautod.log import get_logger
 from secautod.maintenance import (
     CLEANUP,
@@ -38,6 +39,8 @@ log = get_logger("secautod.scheduler")
 # A difference between wall-clock and monotonic progress larger than this
 # means the wall clock was set, so schedules are recomputed.
 CLOCK_JUMP_TOLERANCE_SECONDS = 60.0
+# The first retry of a task whose database connection was lost.
+RECONNECT_RETRY_DELAY = timedelta(seconds=1)
 
 
 class MaintenanceScheduler:
@@ -50,8 +53,10 @@ class MaintenanceScheduler:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         on_task_finished: Callable[[str], None] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self._store = store
+        self._leadership = leadership
         self._on_task_finished = on_task_finished
         self._config = config
         self._clock = clock
@@ -61,6 +66,7 @@ class MaintenanceScheduler:
         self._abort = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self.started = False
         self._clock_offset = self._wall_minus_monotonic()
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -75,6 +81,7 @@ class MaintenanceScheduler:
         """Start the scheduler thread and schedule every enabled task."""
         self._scheduler.start()
         self._schedule(self._config)
+        self.started = True
 
     def apply(self, config: Config) -> None:
         """Adopt a reloaded config: new intervals, backups switched on or off.
@@ -83,6 +90,16 @@ class MaintenanceScheduler:
         """
         self._schedule(config)
         self._config = config
+
+    def resume(self) -> None:
+        """Recompute every schedule from the stored last successes (this instance now leads).
+
+        Another instance may have run the tasks while this one stood by.
+        """
+        try:
+            self._schedule(self._config)
+        except SecautodError as exc:  # the runs as scheduled before still come
+            log.warning("maintenance_resume_failed", error=str(exc))
 
     def next_run_times(self) -> dict[str, datetime]:
         """Return each scheduled task's next run time."""
@@ -156,13 +173,18 @@ class MaintenanceScheduler:
             self._idle.set()
 
     def _run_task(self, task: str) -> None:
+        if self._leadership is not None and not self._leadership.leading():
+            log.debug("maintenance_left_to_leader", task=task)
+            return
         now = self._clock()
         config = self._config
         try:
-            if task == CLEANUP:
-                run_cleanup(self._store, config, now, should_stop=self._abort.is_set)
-            else:
-                run_backup(self._store, config, now, should_stop=self._abort.is_set)
+            fence = self._leadership.fence() if self._leadership is not None else None
+            with self._store.fenced(fence):
+                if task == CLEANUP:
+                    run_cleanup(self._store, config, now, should_stop=self._abort.is_set)
+                else:
+                    run_backup(self._store, config, now, should_stop=self._abort.is_set)
         except OperationAborted:
             return
         except Exception as exc:  # a failed run must never stop the daemon
@@ -171,7 +193,14 @@ class MaintenanceScheduler:
             failures = self._failures.get(task, 0) + 1
             self._failures[task] = failures
             interval = task_intervals(config).get(task, timedelta(hours=1))
-            retry_at = now + doubling_delay(failures, config.jobs.retry_delay, interval)
+            # A lost connection is retried soon (the pool reconnects), backing
+            # off up to the usual delay while the server stays away.
+            first, cap = (
+                (RECONNECT_RETRY_DELAY, min(config.jobs.retry_delay, interval))
+                if isinstance(exc, StoreUnreachableError)
+                else (config.jobs.retry_delay, interval)
+            )
+            retry_at = self._clock() + doubling_delay(failures, first, cap)
             if not isinstance(exc, SecautodError):  # expected failures are logged already
                 log.exception("maintenance_crashed", task=task)
             self._reschedule(task, retry_at)

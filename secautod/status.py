@@ -30,6 +30,7 @@ from secautod.metrics import StoreCheck
 from secautod.store import JobStore
 from secautod.store.records import (
     Boot,
+    LeaderRecord,
     OutboxSummary,
     SessionRecord,
     TaskRun,
@@ -83,6 +84,10 @@ class StatusReport:
     store_check: StoreCheck | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # On a store several instances share (SPEC §11): who leads, and whether it is this one.
+    elects_leader: bool = False
+    leader: LeaderRecord | None = None
+    leading_here: bool = False
 
 
 def build_status(
@@ -121,7 +126,17 @@ def build_status(
         sessions=[s for s in store.engine_sessions(include_ended=True) if s.alive],
         store_check=published.store_check if published is not None else None,
         notes=list(notes or []),
+        elects_leader=store.elects_leader,
     )
+    if store.elects_leader:
+        report.leader = store.current_leader()
+        report.leading_here = (
+            published is not None
+            and pid is not None
+            and report.leader is not None
+            and report.leader.current
+            and report.leader.holder.instance_id == published.boot_id
+        )
     report.problems = _problems(report, config, now)
     if published is not None:
         report.problems.extend(_publication_problems(published, now))
@@ -176,8 +191,15 @@ def _problems(report: StatusReport, config: Config, now: datetime) -> list[str]:
             )
         if task.last_error:  # cleared by the next success
             problems.append(f"last {task.task} attempt failed: {task.last_error}")
-    if any(task.task == BACKUP for task in report.tasks) and report.newest_backup is None:
+    # On a shared store the leader's host keeps the backup files; its record shows here.
+    backups_here = not report.elects_leader or report.leading_here
+    if (
+        backups_here
+        and any(task.task == BACKUP for task in report.tasks)
+        and report.newest_backup is None
+    ):
         problems.append("there is no backup yet")
+    problems.extend(_leader_problems(report, config))
     late_after = config.webhook_delivery.late_after
     for summary in report.outbox:
         # One failed attempt is no trouble yet: the endpoint may be restarting.
@@ -196,6 +218,22 @@ def _problems(report: StatusReport, config: Config, now: datetime) -> list[str]:
             f"UTC: {describe_problems(list(check.problems))}; {restore_hint(config)}"
         )
     return problems
+
+
+def _leader_problems(report: StatusReport, config: Config) -> list[str]:
+    """Report a shared store that nobody has led for longer than a standby needs to take over."""
+    if not report.elects_leader:
+        return []
+    leader, lease = report.leader, config.storage.leader_lease
+    if leader is None:
+        return ["no secautod instance has ever led this store: nothing runs cleanup or backups"]
+    if leader.remaining < -lease:
+        return [
+            f"no secautod instance leads this store: the lease of {leader.holder.describe()} "
+            f"(term {leader.term}) ran out at {leader.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
+            f"cleanup, backups and lease-expiry recovery wait for a leader"
+        ]
+    return []
 
 
 def _publication_problems(published: DaemonState, now: datetime) -> list[str]:

@@ -17,9 +17,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from secautod.config import Config
-from secautod.errors import SecautodError
+from secautod.errors import LeadershipLostError, SecautodError
+from secautod.leadership import Leadership
 from secautod.log import get_logger
 from secautod.processes import host_boot_time, kernel_boot_id, pid_namespace, probe_process
+from secautod.reasons import ENGINE_EXITED, HOST_REBOOTED
 from secautod.recovery import (
     Host,
     LeaseWatch,
@@ -31,9 +33,13 @@ from secautod.recovery import (
     unclaimed_at_start,
 )
 from secautod.store import JobStore
+from secautod.store.records import Fence
 from secautod.timestamps import utc_now
 
 log = get_logger("secautod.supervision")
+
+# What an instance that does not lead may still act on: proofs only this host can see.
+PROVEN_ON_THIS_HOST = frozenset({ENGINE_EXITED, HOST_REBOOTED})
 
 
 def this_host() -> Host:
@@ -55,8 +61,10 @@ class Supervisor:
         probe: Probe = probe_process,
         here: Host | None = None,
         on_recovered: Callable[[], None] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self._store = store
+        self._leadership = leadership
         self.config = config
         self._boot_id = boot_id
         self._clock = clock
@@ -72,18 +80,35 @@ class Supervisor:
         return [webhook.url for webhook in self.config.webhooks]
 
     def check_at_start(self) -> int:
-        """Recover what start-up may prove gone; return how many jobs were recovered."""
+        """Recover what start-up may prove gone; return how many jobs were recovered.
+
+        Jobs no session claims are the leader's: on a store several hosts
+        share, `after_reboot` is not applied (this host's boot says nothing
+        about another host's engine).
+        """
         now = self._clock()
         recovered = 0
         start_rule = unclaimed_at_start(self.config.supervision.unclaimed, self._here, now)
-        if start_rule is not None:
-            found = recover(self._store, start_rule, now, self._endpoints, boot_id=self._boot_id)
+        shared = self._leadership is not None and self._leadership.elected
+        if shared and start_rule is not None and start_rule.reason == HOST_REBOOTED:
+            start_rule = None
+        if start_rule is not None and self._leading():
+            with self._store.fenced(self._fence()):
+                found = recover(
+                    self._store, start_rule, now, self._endpoints, boot_id=self._boot_id
+                )
             recovered += len(found)
         return recovered + self.check()
 
     def check(self) -> int:
-        """Run one check; return how many jobs it recovered."""
+        """Run one check; return how many jobs it recovered.
+
+        A standby recovers only what it proves on its own host (the engine
+        process exited, the host rebooted); the leader also judges leases
+        and stale jobs, its writes fenced by its term.
+        """
         now = self._clock()
+        leading = self._leading()
         recovered = 0
         sessions = self._store.engine_sessions()
         self._leases.keep_only({session.session_id for session in sessions})
@@ -91,7 +116,7 @@ class Supervisor:
             reason = session_verdict(
                 session, self._here, self._leases.silent_for(session), self._probe
             )
-            if reason is None:
+            if reason is None or not (leading or reason in PROVEN_ON_THIS_HOST):
                 continue
             log.warning(
                 "engine_session_gone",
@@ -100,22 +125,35 @@ class Supervisor:
                 reason=reason,
             )
             recovery = session_recovery(session, reason, now)
-            found = recover(
-                self._store,
-                recovery,
-                now,
-                self._endpoints,
-                boot_id=self._boot_id,
-                session=session,
-            )
+            with self._store.fenced(self._fence() if leading else None):
+                found = recover(
+                    self._store,
+                    recovery,
+                    now,
+                    self._endpoints,
+                    boot_id=self._boot_id,
+                    session=session,
+                )
             recovered += len(found)
         stale_after = self.config.jobs.stale_after
-        if stale_after is not None:
+        if stale_after is not None and leading:
             stale = stale_jobs(stale_after, now)
-            found = recover(self._store, stale, now, self._endpoints, boot_id=self._boot_id)
+            with self._store.fenced(self._fence()):
+                found = recover(self._store, stale, now, self._endpoints, boot_id=self._boot_id)
             recovered += len(found)
-        log.debug("supervision_check_completed", sessions=len(sessions), recovered=recovered)
+        log.debug(
+            "supervision_check_completed",
+            sessions=len(sessions),
+            recovered=recovered,
+            leading=leading,
+        )
         return recovered
+
+    def _leading(self) -> bool:
+        return self._leadership is None or self._leadership.leading()
+
+    def _fence(self) -> Fence | None:
+        return self._leadership.fence() if self._leadership is not None else None
 
     # -- the background thread ---------------------------------------------------------
     def start(self) -> None:
@@ -138,6 +176,8 @@ class Supervisor:
             try:
                 if self.check() and self._on_recovered is not None:
                     self._on_recovered()
+            except LeadershipLostError as exc:  # the new leader's checks take over
+                log.warning("supervision_check_stopped", reason=str(exc))
             except SecautodError as exc:  # a busy or damaged store: try again next time
                 log.error("supervision_check_failed", error=str(exc))
             except Exception:  # never let a bug end supervision for good

@@ -172,8 +172,10 @@ class WebhookDispatcher:
         endpoints: Sequence[WebhookConfig],
         delivery: WebhookDeliveryConfig,
         clock: Callable[[], datetime] = utc_now,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self._store = store
+        self._leading = leading
         self._endpoints = tuple(endpoints)
         self._delivery = delivery
         self._clock = clock
@@ -231,7 +233,7 @@ class WebhookDispatcher:
 
     def _start_workers(self) -> None:
         self._workers = [
-            _EndpointWorker(self._store, endpoint, self._delivery, self._clock)
+            _EndpointWorker(self._store, endpoint, self._delivery, self._clock, self._leading)
             for endpoint in self._endpoints
         ]
         for worker in self._workers:
@@ -258,8 +260,10 @@ class _EndpointWorker:
         endpoint: WebhookConfig,
         delivery: WebhookDeliveryConfig,
         clock: Callable[[], datetime],
+        leading: Callable[[], bool],
     ) -> None:
         self._store = store
+        self._leading = leading
         self._endpoint = endpoint
         self._delivery = delivery
         self._clock = clock
@@ -315,7 +319,13 @@ class _EndpointWorker:
             self._wake.clear()
 
     def _deliver_due(self) -> float:
-        """Deliver everything due; return the seconds until something is due next."""
+        """Deliver everything due; return the seconds until something is due next.
+
+        Only the leader delivers (several instances share one outbox); a
+        standby is woken when it takes the lead.
+        """
+        if not self._leading():
+            return IDLE_WAIT_SECONDS
         url = self._endpoint.url
         while not self._stop.is_set():
             now = self._clock()

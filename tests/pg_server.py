@@ -60,10 +60,12 @@ def database_of(url: str) -> str:
 
 
 @contextmanager
-def scratch_database(template: str | None = None, server: str = SERVER) -> Iterator[str]:
+def scratch_database(template: str | None = None) -> Iterator[str]:
     """Create a fresh database, yield its URL, drop it afterwards.
 
-    With `template`, the new database is a file-level copy of that one
+    For tests that look at the whole database (who else is connected), where
+    a schema of the shared `test` database would see other tests'. With
+    `template`, the new database is a file-level copy of that one
     (`STRATEGY FILE_COPY`): none of its pages is in the server's buffers yet,
     so the first read of each comes from its file. Nobody may be connected
     to `template` meanwhile.
@@ -73,7 +75,7 @@ def scratch_database(template: str | None = None, server: str = SERVER) -> Itera
     with admin_connection() as admin:
         admin.execute(f"CREATE DATABASE {name}{copy}")
     try:
-        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+        yield urlunsplit(urlsplit(SERVER)._replace(path=f"/{name}"))
     finally:
         with admin_connection() as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

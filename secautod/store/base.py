@@ -13,10 +13,11 @@ import abc
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from secautod.errors import JobNotFoundError, StopCheck, StoreError
@@ -24,11 +25,14 @@ from secautod.jobs import Job, JobStats, JobStatus
 from secautod.store.records import (
     BackupRecord,
     Boot,
+    Candidate,
     EncodedJob,
     ExportBatch,
+    Fence,
     ImportCounts,
     JobFigures,
     JobSummary,
+    LeaderRecord,
     Notification,
     OutboxSummary,
     RecoveredJob,
@@ -494,6 +498,33 @@ class JobStore:
         Returns what could not be moved yet (0 when nothing is pending).
         """
         raise NotImplementedError
+
+    # -- leader election (SPEC §11) ------------------------------------------------
+    # Several secautod instances may share a store that elects a leader; a
+    # SQLite file has one daemon (its data directory's lock), always in charge.
+    elects_leader: ClassVar[bool] = False
+
+    def claim_leadership(self, candidate: Candidate, lease: timedelta) -> int | None:
+        """Take the maintenance lease, or renew it; return the term while leading, else None.
+
+        A lease that ran out (or was released) goes to the next claimant
+        with the next term; the holder renewing keeps its term.
+        """
+        raise StoreError(f"{type(self).__name__} elects no leader: one daemon runs on it")
+
+    def release_leadership(self, fence: Fence) -> None:
+        """Give the lease up at once, so a standby takes over without waiting it out."""
+
+    def current_leader(self) -> LeaderRecord | None:
+        """Return who holds the maintenance lease (None: nobody ever did, or no election)."""
+        return None
+
+    def fenced(self, fence: Fence | None) -> AbstractContextManager[None]:
+        """Make this thread's writes in the block carry `fence`: refused once the term is over.
+
+        A refused write raises `LeadershipLostError`; None fences nothing.
+        """
+        return nullcontext()
 
 
 def redact_password(url: str) -> str:

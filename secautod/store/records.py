@@ -242,3 +242,45 @@ class UndatableJobs:
 
     count: int
     rowids: tuple[int, ...]  # a sample, to name them
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A secautod instance as the leader election knows it (SPEC §11)."""
+
+    instance_id: str  # the daemon's boot id: a restarted daemon is a new candidate
+    host: str
+    pid: int
+
+    def describe(self) -> str:
+        """Name the instance for people: `host h1, pid 1234`."""
+        return f"host {self.host}, pid {self.pid}"
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The fencing token every maintenance write of a leader carries.
+
+    A write with a fence commits only while `term` is the current term, held
+    by `instance_id`, and its lease has not run out.
+    """
+
+    term: int
+    instance_id: str
+    lease: timedelta  # a fenced transaction left idle longer is ended by the server
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderRecord:
+    """Who holds the maintenance lease, since when, and until when."""
+
+    term: int
+    holder: Candidate
+    acquired_at: datetime
+    expires_at: datetime
+    remaining: timedelta  # left on the lease by the server's clock when read (<= 0: ran out)
+
+    @property
+    def current(self) -> bool:
+        """Tell whether the lease still ran when this was read."""
+        return self.remaining > timedelta(0)

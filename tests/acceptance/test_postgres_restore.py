@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from harness import DaemonFactory, require, run_cli, write_config
-from pg_server import scratch_schema
+from pg_server import scratch_database
 
 from secautod import JobStatus, JobStore
 
@@ -21,11 +22,15 @@ PASSWORD = "hunter2-not-for-logs"
 
 @pytest.fixture
 def store_url() -> Iterator[str]:
-    """A PostgreSQL URL working in a fresh schema, dropped after the test."""
+    """A fresh PostgreSQL database, dropped after the test (restore looks at every connection to it)."""
     require(shutil.which("pg_dump") and shutil.which("pg_restore"), "no pg_dump/pg_restore")
-    with scratch_schema() as url:
-        assert url is not None
+    with scratch_database() as url:
         yield url
+
+
+def database(url: str) -> str:
+    """Return the database name in `url` (backups are named after it)."""
+    return urlsplit(url).path.lstrip("/")
 
 
 def jobs_in(url: str) -> dict[str, JobStatus]:
@@ -57,7 +62,7 @@ def test_restore_round_trips_the_jobs_and_keeps_the_replaced_tables(
     assert (report["restored_from"], report["jobs"]) == (str(backup), 3)
     assert jobs_in(store_url) == backed_up
     previous = Path(report["previous_database"])
-    assert previous.name.startswith("test.pre-restore-")
+    assert previous.name.startswith(f"{database(store_url)}.pre-restore-")
     assert previous.stat().st_mode & 0o077 == 0
     # The pre-restore dump holds what was replaced: restoring it brings that back.
     again = run_cli("restore", "--config", str(config), str(previous), timeout=120)
@@ -100,7 +105,7 @@ def test_the_daemon_backs_up_and_rotates_and_restore_waits_for_it(
     assert PASSWORD not in refused.stderr + refused.stdout
     assert PASSWORD not in daemon.log_path.read_text()
     assert daemon.named("backups_pruned")
-    backups = sorted((tmp_path / "data").glob("test.backup.*"))
+    backups = sorted((tmp_path / "data").glob(f"{database(store_url)}.backup.*"))
     assert len(backups) == 2
     assert not list((tmp_path / "data").glob(".*partial*"))
     assert jobs_in(store_url) == {"one": JobStatus.PENDING}

@@ -35,13 +35,13 @@ def integrity_problems(pool: ConnectionPool) -> list[str]:
     with pool.querying(_ACTION) as conn:
         missing = _missing_tables(conn)
         amcheck = conn.execute(queries.AMCHECK_FUNCTIONS).fetchone()
-        indexes = conn.execute(queries.TABLE_INDEXES, (list(queries.SECAUTOD_TABLES),))
+        indexes = conn.execute(queries.TABLE_INDEXES, (list(queries.STORE_TABLES),))
         btrees = [(int(oid), str(name)) for oid, name in indexes.fetchall()]
     schema = str(amcheck[0]) if amcheck is not None else ""
     may_check_indexes = amcheck is not None and bool(amcheck[1])
     may_verify_heap = amcheck is not None and bool(amcheck[2])
     problems = [f"table {name} is missing" for name in missing]
-    for table in [name for name in queries.SECAUTOD_TABLES if name not in missing]:
+    for table in [name for name in queries.STORE_TABLES if name not in missing]:
         # One transaction per relation: no snapshot is held across the whole check.
         problems += _findings(pool, f"table {table}", _read_every_row(table))
         if may_verify_heap:
@@ -57,7 +57,7 @@ def quick_problems(pool: ConnectionPool) -> list[str]:
     with pool.querying(_ACTION) as conn:
         missing = _missing_tables(conn)
     problems = [f"table {name} is missing" for name in missing]
-    for table in queries.SECAUTOD_TABLES:
+    for table in queries.STORE_TABLES:
         if table not in missing:
             problems += _findings(pool, f"table {table}", _read_one_row(table))
     return problems
@@ -80,7 +80,7 @@ def _findings(pool: ConnectionPool, subject: str, check: Check) -> list[str]:
 
 
 def _missing_tables(conn: psycopg.Connection[Any]) -> list[str]:
-    rows = conn.execute(queries.MISSING_TABLES, (list(queries.SECAUTOD_TABLES),)).fetchall()
+    rows = conn.execute(queries.MISSING_TABLES, (list(queries.STORE_TABLES),)).fetchall()
     return [str(name) for (name,) in rows]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal
 
 import psycopg
@@ -20,13 +20,16 @@ import psycopg_pool
 
 from secautod.errors import (
     InvalidJobError,
+    LeadershipLostError,
     StoreBusyError,
     StoreCorruptError,
     StoreError,
     StoreFullError,
+    StoreUnreachableError,
 )
 from secautod.store.base import SYNCHRONOUS_LEVELS, Synchronous, redact_password
 from secautod.store.postgres import queries
+from secautod.store.records import Fence
 
 # How long opening a connection may take before the server counts as unreachable.
 CONNECT_TIMEOUT_SECONDS = 10
@@ -50,6 +53,9 @@ _AUTH_FAILED_TEXT = (
 _NO_ROLE_TEXT = re.compile(r'role "[^"]*" does not exist')
 _NO_DATABASE_TEXT = re.compile(r'database "[^"]*" does not exist')
 _FULL = {"53100"}
+# The server ended the session (pg_terminate_backend, shutdown, restart), or a
+# connection exception: the next connection from the pool may well work.
+_CONNECTION_LOST = {"57P01", "57P02", "57P03", "57P05", "25P03"}  # + idle timeouts
 _PRIVILEGE = "42501"
 
 
@@ -59,7 +65,7 @@ def translate_error(exc: BaseException, url: str, action: str) -> StoreError | I
     detail = " ".join(str(exc).split()) or type(exc).__name__
     state = getattr(exc, "sqlstate", None) or ""
     if isinstance(exc, psycopg_pool.PoolTimeout):
-        return StoreError(
+        return StoreUnreachableError(
             f"{action}: no connection to PostgreSQL at {shown} ({detail}); check that the "
             f"server runs and answers, and storage.url"
         )
@@ -75,6 +81,11 @@ def translate_error(exc: BaseException, url: str, action: str) -> StoreError | I
         )
     if state == _NO_DATABASE or _NO_DATABASE_TEXT.search(detail):
         return StoreError(f"{action}: {shown}: {detail}; create it or fix storage.url")
+    if state in _CONNECTION_LOST or state.startswith("08"):
+        return StoreUnreachableError(
+            f"{action}: PostgreSQL at {shown} closed the connection ({detail}); "
+            f"secautod reconnects for the next try"
+        )
     if state in _BUSY:
         return StoreBusyError(
             f"{action}: {shown}: a lock stayed held by another session for longer than the "
@@ -91,7 +102,7 @@ def translate_error(exc: BaseException, url: str, action: str) -> StoreError | I
     if state.startswith("22"):  # data exception: a value the column cannot hold
         return InvalidJobError(f"{action}: {detail}")
     if isinstance(exc, psycopg.OperationalError) and not state:
-        return StoreError(
+        return StoreUnreachableError(
             f"{action}: cannot reach PostgreSQL at {shown} ({detail}); check that the "
             f"server runs and storage.url"
         )
@@ -159,6 +170,7 @@ class ConnectionPool:
         self._wait = CONNECT_TIMEOUT_SECONDS + busy_timeout
         self._closed = False
         self._close_lock = threading.Lock()
+        self._fences = threading.local()  # each thread's fence (`fenced`)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
                 url,
@@ -185,14 +197,38 @@ class ConnectionPool:
     def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
         if self._closed:
             raise StoreError(f"the job store at {redact_password(self.url)} is closed")
-        with translating(self.url, action), self._pool.connection(timeout=self._wait) as conn:
-            yield conn
+        try:
+            with translating(self.url, action), self._pool.connection(timeout=self._wait) as conn:
+                yield conn
+        except StoreUnreachableError:
+            # The server may have ended every session (a restart, pg_terminate_backend):
+            # drop the dead idle connections now rather than fail on each in turn.
+            with suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                self._pool.check()
+            raise
 
     @contextmanager
     def writing(self, action: str) -> Iterator[psycopg.Connection[Any]]:
-        """Run the block as one transaction: committed at the end, rolled back on error."""
+        """Run the block as one transaction: committed at the end, rolled back on error.
+
+        In a `fenced` block the transaction first checks the fence, and
+        holds the lease row shared until it ends.
+        """
         with self._connection(action) as conn, conn.transaction():
+            fence: Fence | None = getattr(self._fences, "fence", None)
+            if fence is not None:
+                _check_fence(conn, fence)
             yield conn
+
+    @contextmanager
+    def fenced(self, fence: Fence | None) -> Iterator[None]:
+        """Make this thread's `writing` transactions in the block carry `fence`."""
+        previous = getattr(self._fences, "fence", None)
+        self._fences.fence = fence
+        try:
+            yield
+        finally:
+            self._fences.fence = previous
 
     @contextmanager
     def reading(self, action: str) -> Iterator[psycopg.Connection[Any]]:
@@ -216,3 +252,18 @@ class ConnectionPool:
     def closed(self) -> bool:
         """Tell whether `close` was called."""
         return self._closed
+
+
+def _check_fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
+    """Refuse the transaction unless `fence`'s term is current; record the write in its term."""
+    idle_limit = f"{max(1, int(fence.lease.total_seconds() * 1000))}ms"
+    conn.execute(queries.SET_IDLE_IN_TRANSACTION_TIMEOUT, (idle_limit,))
+    current = conn.execute(
+        queries.CHECK_FENCE,
+        {"name": queries.LEASE_NAME, "term": fence.term, "holder": fence.instance_id},
+    ).fetchone()
+    if current is None:
+        raise LeadershipLostError(
+            f"this instance no longer leads: its term {fence.term} is over (its lease ran "
+            f"out or another instance took it); the write was refused"
+        )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from secautod.store.postgres.connection import APPLICATION_NAME, connect, transl
 log = get_logger("secautod.backup")
 
 STOP_POLL_SECONDS = 0.1
+# How long connections of a process that just exited may still be listed.
+CLOSING_GRACE_SECONDS = 3.0
 SCRATCH_PREFIX = "secautod_verify_"
 _INSUFFICIENT_PRIVILEGE = "42501"
 
@@ -354,10 +357,20 @@ def restore_dump(server: Server, archive: Path, pre_restore: Path) -> RestoredDu
 
 
 def in_use(conn: psycopg.Connection[Any], server: Server) -> None:
-    """Raise `LockHeldError` if other secautod connections use the database."""
-    count, hosts = _row(
-        conn.execute(queries.OTHER_SECAUTOD_CONNECTIONS, (APPLICATION_NAME,)).fetchone()
-    )
+    """Raise `LockHeldError` if other secautod connections use the database.
+
+    A process that just exited (a CLI command run before this one) may
+    still be listed while its server process ends: such connections get
+    `CLOSING_GRACE_SECONDS` to go away.
+    """
+    give_up = time.monotonic() + CLOSING_GRACE_SECONDS
+    while True:
+        count, hosts = _row(
+            conn.execute(queries.OTHER_SECAUTOD_CONNECTIONS, (APPLICATION_NAME,)).fetchone()
+        )
+        if not count or time.monotonic() >= give_up:
+            break
+        time.sleep(0.1)
     if count:
         raise LockHeldError(
             f"{count} other secautod connection(s) use {server.shown} (from {hosts}): stop "

@@ -292,6 +292,70 @@ SELECT count(*), string_agg(DISTINCT coalesce(host(client_addr), 'local'), ', ')
 FROM pg_stat_activity
 WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()"""
 
+# -- leader election (SPEC §11; migrations/0002_leader_lease.sql) ------------------
+LEASE_NAME = "maintenance"
+# Take a lease that ran out (the next term) or renew one's own (the same term);
+# a new term is recorded and the one before it ended. No row: another leads.
+CLAIM_LEADERSHIP = """
+WITH claimed AS (
+    INSERT INTO leader_lease AS lease
+        (name, term, holder, host, pid, acquired_at, renewed_at, expires_at)
+    VALUES (%(name)s, 1, %(holder)s, %(host)s, %(pid)s, now(), now(),
+        now() + make_interval(secs => %(lease)s))
+    ON CONFLICT (name) DO UPDATE SET
+        term = CASE WHEN lease.holder = excluded.holder THEN lease.term ELSE lease.term + 1 END,
+        acquired_at = CASE WHEN lease.holder = excluded.holder
+            THEN lease.acquired_at ELSE now() END,
+        holder = excluded.holder, host = excluded.host, pid = excluded.pid,
+        renewed_at = now(), expires_at = excluded.expires_at
+    WHERE lease.holder = excluded.holder OR lease.expires_at <= now()
+    RETURNING term, holder, host, pid, acquired_at
+), began AS (
+    INSERT INTO leader_terms (term, holder, host, pid, acquired_at)
+    SELECT term, holder, host, pid, acquired_at FROM claimed
+    ON CONFLICT (term) DO NOTHING
+    RETURNING term
+), ended AS (
+    UPDATE leader_terms SET ended_at = now()
+    WHERE ended_at IS NULL AND term < (SELECT term FROM began)
+)
+SELECT term FROM claimed"""
+RELEASE_LEADERSHIP = """
+WITH released AS (
+    UPDATE leader_lease SET expires_at = now()
+    WHERE name = %(name)s AND term = %(term)s AND holder = %(holder)s AND expires_at > now()
+    RETURNING term
+)
+UPDATE leader_terms SET ended_at = now() WHERE term = (SELECT term FROM released)"""
+SELECT_LEADER = """
+SELECT term, holder, host, pid, acquired_at, expires_at, expires_at - now()
+FROM leader_lease WHERE name = %(name)s"""
+# The fence, first in every write of a leader: the FOR SHARE lock on the lease
+# keeps the next term from beginning until this transaction ends, and the
+# term's row records when its writes ran (tests read it: no two terms overlap).
+CHECK_FENCE = """
+WITH lease AS (
+    SELECT term FROM leader_lease
+    WHERE name = %(name)s AND term = %(term)s AND holder = %(holder)s AND expires_at > now()
+    FOR SHARE
+)
+UPDATE leader_terms SET writes = writes + 1,
+    first_write_at = coalesce(first_write_at, now()), last_write_at = now()
+WHERE term = (SELECT term FROM lease)
+RETURNING term"""
+# A fenced transaction left idle (its process paused) must not hold the lease
+# row past the lease: the server ends such a session after this long.
+SET_IDLE_IN_TRANSACTION_TIMEOUT = (
+    "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
+)
+
+# -- every table of secautod's ---------------------------------------------------------
+# Leader election's tables (migrations/0002_leader_lease.sql) are not among
+# SECAUTOD_TABLES, which backups dump and restores replace; the store's size
+# and its damage checks cover them too.
+LEADER_TABLES = ("leader_lease", "leader_terms")
+STORE_TABLES = SECAUTOD_TABLES + LEADER_TABLES
+
 # -- the store's size -----------------------------------------------------------------
 # secautod's tables as the search path resolves them (indexes and TOAST included).
 TABLES_SIZE = """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,14 @@ from secautod.store.postgres.rows import (
 from secautod.store.postgres.schema import migrate
 from secautod.store.postgres.state import PostgresSupervisorState
 from secautod.store.records import (
+    Candidate,
     EncodedJob,
     ExportBatch,
+    Fence,
     ImportCounts,
     JobFigures,
     JobSummary,
+    LeaderRecord,
     RecoveredJob,
     Recovery,
     SessionRecord,
@@ -459,7 +463,7 @@ class PostgresJobStore(JobStore):
         No WAL figure: the server's WAL serves every database on it.
         """
         with self._pool.querying("measuring the store") as conn:
-            row = conn.execute(queries.TABLES_SIZE, (list(queries.SECAUTOD_TABLES),)).fetchone()
+            row = conn.execute(queries.TABLES_SIZE, (list(queries.STORE_TABLES),)).fetchone()
         return StoreSize(int(row[0]) if row is not None else 0, None)
 
     def job_figures(self) -> JobFigures:
@@ -557,6 +561,47 @@ class PostgresJobStore(JobStore):
     def checkpoint(self) -> int:
         """Return 0: PostgreSQL checkpoints its write-ahead log itself."""
         return 0
+
+    # -- leader election ---------------------------------------------------------
+    elects_leader = True
+
+    def claim_leadership(self, candidate: Candidate, lease: timedelta) -> int | None:
+        """Take the maintenance lease, or renew it; return the term while leading, else None."""
+        params = {
+            "name": queries.LEASE_NAME,
+            "holder": candidate.instance_id,
+            "host": candidate.host,
+            "pid": candidate.pid,
+            "lease": lease.total_seconds(),
+        }
+        with self._pool.writing("claiming the leadership") as conn:
+            row = conn.execute(queries.CLAIM_LEADERSHIP, params).fetchone()
+        return None if row is None else int(row[0])
+
+    def release_leadership(self, fence: Fence) -> None:
+        """Give the lease up at once, so a standby takes over without waiting it out."""
+        params = {"name": queries.LEASE_NAME, "term": fence.term, "holder": fence.instance_id}
+        with self._pool.writing("releasing the leadership") as conn:
+            conn.execute(queries.RELEASE_LEADERSHIP, params)
+
+    def current_leader(self) -> LeaderRecord | None:
+        """Return who holds the maintenance lease (None: nobody ever did)."""
+        with self._pool.querying("reading the leader") as conn:
+            row = conn.execute(queries.SELECT_LEADER, {"name": queries.LEASE_NAME}).fetchone()
+        if row is None:
+            return None
+        term, holder, host, pid, acquired_at, expires_at, remaining = row
+        return LeaderRecord(
+            int(term),
+            Candidate(holder, host, int(pid)),
+            utc_or_none(acquired_at) or self._clock(),
+            utc_or_none(expires_at) or self._clock(),
+            remaining,
+        )
+
+    def fenced(self, fence: Fence | None) -> AbstractContextManager[None]:
+        """Make this thread's writes in the block carry `fence`: refused once the term is over."""
+        return self._pool.fenced(fence)
 
 
 def _first_duplicate(ids: list[str]) -> str | None:
