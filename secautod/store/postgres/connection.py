@@ -162,7 +162,8 @@ class ConnectionPool:
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
                 url,
-                kwargs=options,
+                # Autocommit: a lone statement needs no BEGIN and COMMIT round trips.
+                kwargs={**options, "autocommit": True},
                 min_size=1,
                 max_size=POOL_MAX_CONNECTIONS,
                 configure=self._configure,
@@ -174,12 +175,11 @@ class ConnectionPool:
         self._pool.open(wait=False)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        """Give a new connection secautod's session settings (left idle, as the pool needs)."""
+        """Give a new connection secautod's session settings (autocommit leaves it idle)."""
         lock_timeout, synchronous_commit = self._settings
         conn.execute(queries.SET_UTC)
         conn.execute(queries.SET_LOCK_TIMEOUT, (lock_timeout,))
         conn.execute(queries.SET_SYNCHRONOUS_COMMIT, (synchronous_commit,))
-        conn.commit()
 
     @contextmanager
     def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
@@ -201,8 +201,15 @@ class ConnectionPool:
             conn.execute(queries.SNAPSHOT)
             yield conn
 
-    # A single statement is its own snapshot: the same transaction as a write.
-    querying = writing
+    @contextmanager
+    def querying(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """Run one statement (a read, or a write that stands alone) as its own transaction.
+
+        Autocommit makes the statement one round trip; `writing` adds a
+        `BEGIN` and a `COMMIT` round trip, worth it only for several statements.
+        """
+        with self._connection(action) as conn:
+            yield conn
 
     def close(self) -> None:
         """Close every connection; later calls fail with a clear error."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ class PostgresJobStore(JobStore):
     def save_job(self, job: Job) -> None:
         """Insert `job`, or replace the stored job with the same id."""
         params: dict[str, Any] = dict(zip(JOB_COLUMNS, encode_job(job, self._clock()), strict=True))
-        with self._pool.writing(f"saving job {job.id}") as conn:
+        with self._job_write(f"saving job {job.id}") as conn:
             session_id = self._fence(conn, job.id, claiming=job.status is JobStatus.RUNNING)
             conn.execute(queries.UPSERT_JOB, params)
             if session_id is not None:
@@ -257,7 +258,7 @@ class PostgresJobStore(JobStore):
         new_status = JobStatus.parse(status)
         stamp = stored_time(to_utc_or_none(now, "now") or self._clock())
         params = {"id": job_id, "status": new_status.value, "now": stamp}
-        with self._pool.writing(f"updating job {job_id}") as conn:
+        with self._job_write(f"updating job {job_id}") as conn:
             session_id = self._fence(conn, job_id, claiming=new_status is JobStatus.RUNNING)
             if conn.execute(queries.UPDATE_JOB_STATUS, params).rowcount == 0:
                 raise JobNotFoundError(job_id)
@@ -272,10 +273,20 @@ class PostgresJobStore(JobStore):
             "error": checked_error_text(error, job_id),
             "now": stored_time(self._clock()),
         }
-        with self._pool.writing(f"updating job {job_id}") as conn:
+        with self._job_write(f"updating job {job_id}") as conn:
             self._fence(conn, job_id, claiming=False)
             if conn.execute(queries.UPDATE_JOB_RESULTS, params).rowcount == 0:
                 raise JobNotFoundError(job_id)
+
+    def _job_write(self, action: str) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """Return the block for one job write: a transaction while a session is attached.
+
+        With a session the write is several statements (fence, write, claim);
+        without one it is a single statement, its own transaction.
+        """
+        if self._session_id is None:
+            return self._pool.querying(action)
+        return self._pool.writing(action)
 
     def _fence(self, conn: psycopg.Connection[Any], job_id: str, *, claiming: bool) -> str | None:
         """Refuse a write from a session declared gone; return the attached session, if any."""
