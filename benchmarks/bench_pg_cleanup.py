@@ -3,7 +3,7 @@
 Creates a scratch database `bench_<random>` on the server (`--server`, an
 admin URL with CREATEDB), loads 1,000,000 jobs (`pg_data.py`), and drops
 the database at the end, whatever happens. The cut-off is chosen so that
-`--expire` finished jobs (default 500,000, half the table) are expired.
+`--expire` finished jobs (default half the jobs: 500,000) are expired.
 
 An engine process (`JobStore(url)`, as engines use it) writes every
 `--interval` seconds (5 ms; late writes are not caught up), in turn:
@@ -248,7 +248,7 @@ def main() -> int:
     """Load the scratch database, run cleanup under the engine, print the latencies, drop it."""
     parser = base_parser(__doc__.splitlines()[0])
     add_server_option(parser)
-    parser.add_argument("--expire", type=int, default=500_000, help="expired jobs to delete")
+    parser.add_argument("--expire", type=int, help="expired jobs to delete (default: half)")
     parser.add_argument("--interval", type=float, default=0.005, help="seconds between writes")
     parser.add_argument("--max-seconds", type=float, help="stop cleanup after this long")
     args = parser.parse_args()
@@ -257,7 +257,8 @@ def main() -> int:
     with scratch_database(args.server) as url:
         print(f"loading {args.jobs:,} jobs into {url}", flush=True)
         load = fill_jobs(url, args.jobs, datetime.now(UTC))
-        figures = run(url, folder, args.expire, args.interval, args.max_seconds)
+        expire = args.expire or args.jobs // 2
+        figures = run(url, folder, expire, args.interval, args.max_seconds)
     print(f"(scratch database dropped; {time.perf_counter() - begun:.0f} s in all)")
     during = figures["during"]
     print(

@@ -291,7 +291,7 @@ def main() -> int:
     ]
     targets.append(
         Target(
-            f"list_jobs(status, limit=100) on 1M jobs {label}",
+            f"list_jobs(status, limit=100) on {load['jobs']:,} jobs {label}",
             f"median {median(all_list) * 1000:.2f} ms, p95 "
             f"{percentile(all_list, 0.95) * 1000:.2f} ms, max {max(all_list) * 1000:.2f} ms",
             None,
@@ -299,7 +299,7 @@ def main() -> int:
     )
     targets.append(
         Target(
-            f"get_stats() on 1M jobs {label}",
+            f"get_stats() on {load['jobs']:,} jobs {label}",
             f"median {median(stats_latency) * 1000:.0f} ms, max {max(stats_latency) * 1000:.0f} ms",
             None,
         )
