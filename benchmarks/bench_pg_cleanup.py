@@ -66,6 +66,12 @@ CUTOFF_FOR = (
     f"WHERE status IN ('cancelled', 'completed', 'failed') ORDER BY {_EXPIRY} LIMIT 1 OFFSET %s"
 )
 OK, DELETED = "ok", "deleted"
+# What the server did meanwhile: WAL written, checkpoints (by time or by WAL
+# volume, max_wal_size), buffers that backends had to write out themselves.
+SERVER_ACTIVITY = """
+SELECT pg_current_wal_lsn(), checkpoints_timed + checkpoints_req, buffers_backend
+FROM pg_stat_bgwriter"""
+WAL_BYTES = "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)"
 
 
 # -- the engine process ------------------------------------------------------------------
@@ -196,6 +202,26 @@ def choose_cutoff(url: str, expire: int) -> datetime:
     return moment.astimezone(UTC) + timedelta(milliseconds=1)
 
 
+def server_activity(url: str) -> tuple[str, int, int]:
+    """Return the server's WAL position, checkpoints so far and backend-written buffers."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(SERVER_ACTIVITY).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1]), int(row[2])
+
+
+def activity_between(url: str, before: tuple[str, int, int]) -> dict[str, Any]:
+    """Return what the server did since `before` (see `server_activity`)."""
+    after = server_activity(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(WAL_BYTES, (after[0], before[0])).fetchone()
+    return {
+        "wal_bytes": int(row[0]) if row else 0,
+        "checkpoints": after[1] - before[1],
+        "buffers_backend": after[2] - before[2],
+    }
+
+
 def run(
     url: str, folder: Path, expire: int, interval: float, max_seconds: float | None
 ) -> dict[str, Any]:
@@ -207,6 +233,8 @@ def run(
     engine = Engine(url, folder / "engine.json", interval, cutoff)
     time.sleep(QUIET_SECONDS)  # the engine's baseline, before cleanup
     progress: list[tuple[float, int]] = []
+    before = server_activity(url)
+    started_at = datetime.now(UTC)  # to find the run in the server's log
     started = time.monotonic()
     deadline = started + (max_seconds if max_seconds is not None else float("inf"))
     try:
@@ -220,6 +248,7 @@ def run(
     except CleanupAborted as exc:
         deleted, stopped = exc.deleted, True
     ended = time.monotonic()
+    server = activity_between(url, before)
     time.sleep(1.0)
     samples = engine.stop()
     store.close()
@@ -230,7 +259,18 @@ def run(
         )
     ]
     first = min(sample[0] for sample in samples)
+    slow_writes = [
+        (round(start - started, 3), round(latency * 1000, 1), kind, outcome)
+        for start, latency, kind, outcome in samples
+        if latency >= 0.1 and started <= start < ended
+    ]
+    batch_ends = [round(moment - started, 3) for moment, _ in progress]
     return {
+        "cleanup_started_at": started_at.isoformat(),
+        "server": server,
+        "slow_writes": slow_writes,
+        "batch_seconds": batch_seconds,
+        "batch_ends": batch_ends,
         "expected": expected,
         "deleted": deleted,
         "stopped_early": stopped,
@@ -268,6 +308,19 @@ def main() -> int:
         f"{figures['batch_median_ms']:.1f} ms, p99 {figures['batch_p99_ms']:.1f} ms, max "
         f"{figures['batch_max_ms']:.1f} ms"
     )
+    server = figures["server"]
+    print(
+        f"server during cleanup: {server['wal_bytes'] / 1024**2:.0f} MiB of WAL, "
+        f"{server['checkpoints']} checkpoint(s), {server['buffers_backend']} buffers written "
+        f"by backends"
+    )
+    slow_batches = [
+        (end, round(seconds * 1000, 1))
+        for end, seconds in zip(figures["batch_ends"], figures["batch_seconds"], strict=True)
+        if seconds >= 0.05
+    ]
+    print(f"batches >= 50 ms (s after start, ms): {slow_batches}")
+    print(f"writes >= 100 ms (s after start, ms, kind, outcome): {figures['slow_writes']}")
     print(f"engine before cleanup: {describe(figures['baseline'])}")
     print(f"engine during cleanup: {describe(during)}")
     for kind, stats in during["by_kind"].items():
