@@ -174,7 +174,7 @@ class PostgresJobStore(JobStore):
                 raise InvalidJobError(f"limit must not be negative, got {limit}")
             params["limit"] = limit
         query = queries.list_jobs_query(frozenset(params) - {"limit"}, limited=limit is not None)
-        with self._pool.reading("listing jobs") as conn:
+        with self._listing(after) as conn:
             if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
                 raise JobNotFoundError(after)
             rows = conn.execute(query, params).fetchall()
@@ -238,10 +238,16 @@ class PostgresJobStore(JobStore):
         query = queries.list_jobs_query(
             frozenset(params) - {"limit"}, limited=limit is not None, columns=columns
         )
-        with self._pool.reading("listing jobs") as conn:
+        with self._listing(after) as conn:
             if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
                 raise JobNotFoundError(after)
             return [tuple(row) for row in conn.execute(query, params).fetchall()]
+
+    def _listing(self, after: str | None) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """Return the block for one listing: a snapshot only when `after`'s anchor is read too."""
+        if after is None:
+            return self._pool.querying("listing jobs")
+        return self._pool.reading("listing jobs")
 
     def undatable_jobs(self, sample: int = 10) -> UndatableJobs:
         """Count finished jobs whose dates cannot be read: none (`timestamptz` columns)."""
