@@ -24,8 +24,10 @@ side's ops/s is the median of its rounds, and the ratio is the median of
 the rounds' own ratios (each round's two blocks run back to back): on a
 machine shared with other work, a round's two sides see the same load,
 while the load can change several-fold from one round to the next. Also
-measured, for reference: the latency of `list_jobs(status, limit=100)` and
-`get_stats()` on 1M jobs.
+measured: the calling thread's CPU per call on each side (client-side work
+only: the server's is the same SQL on both sides), which the machine's load
+does not change as it changes throughput; and, for reference, the latency
+of `list_jobs(status, limit=100)` and `get_stats()` on 1M jobs.
 
 Usage: python benchmarks/bench_pg_store.py [--server URL] [--jobs 1000000]
     [--synchronous FULL|NORMAL] [--rounds 9] [--only TEXT]
@@ -147,6 +149,26 @@ def raw_stats(conn: psycopg.Connection[Any]) -> dict[str, int]:
     return counts
 
 
+class Metered:
+    """An operation that also adds up its calls and the calling thread's CPU time."""
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+        self.calls = 0
+        self.cpu = 0.0
+
+    def __call__(self, index: int) -> object:
+        started = time.thread_time()
+        result = self.op(index)
+        self.cpu += time.thread_time() - started
+        self.calls += 1
+        return result
+
+    def cpu_per_call(self) -> float:
+        """Return the mean CPU seconds per call so far."""
+        return self.cpu / max(1, self.calls)
+
+
 def measure(url: str, args: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run every comparison and the latencies on the loaded database."""
     sync = args.synchronous
@@ -211,7 +233,11 @@ def measure(url: str, args: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     for name, store_op, raw_op, prepare in operations:
         if args.only and args.only not in name:
             continue
-        result = compare(name, store_op, raw_op, args.rounds, args.block_seconds, prepare)
+        metered_store, metered_raw = Metered(store_op), Metered(raw_op)
+        result = compare(name, metered_store, metered_raw, args.rounds, args.block_seconds, prepare)
+        result["store_cpu_us"] = metered_store.cpu_per_call() * 1e6
+        result["raw_cpu_us"] = metered_raw.cpu_per_call() * 1e6
+        result["cpu_ratio"] = result["store_cpu_us"] / result["raw_cpu_us"]
         rounds = zip(result["store_rounds"], result["raw_rounds"], strict=True)
         paired = [store_rate / raw_rate for store_rate, raw_rate in rounds]
         result["ratio_of_medians"] = result["ratio"]
@@ -221,7 +247,9 @@ def measure(url: str, args: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         print(
             f"  {name:<30} store {result['store_ops_per_s']:>9.1f} ops/s   "
             f"raw {result['raw_ops_per_s']:>9.1f} ops/s   ratio {result['ratio']:.2f} "
-            f"(rounds {min(paired):.2f}-{max(paired):.2f})",
+            f"(rounds {min(paired):.2f}-{max(paired):.2f}); CPU per call "
+            f"{result['store_cpu_us']:.0f} vs {result['raw_cpu_us']:.0f} µs "
+            f"({result['cpu_ratio']:.2f}x)",
             flush=True,
         )
     new_jobs.clear()
@@ -265,11 +293,13 @@ def main() -> int:
             f"{item['raw_ops_per_s']:.1f}",
             f"{item['ratio']:.2f}",
             "yes" if item["ratio"] >= 0.8 else "NO",
+            f"{item['store_cpu_us']:.0f} / {item['raw_cpu_us']:.0f} ({item['cpu_ratio']:.2f}x)",
         ]
         for item in figures
     ]
     print()
-    print(table(["operation", "store ops/s", "raw ops/s", "ratio", ">= 0.8"], rows))
+    headers = ["operation", "store ops/s", "raw ops/s", "ratio", ">= 0.8", "CPU µs store / raw"]
+    print(table(headers, rows))
     all_list = [value for values in latency["list_latency_s"].values() for value in values]
     stats_latency = latency["stats_latency_s"]
     print(
@@ -284,7 +314,7 @@ def main() -> int:
             f"store/raw ratio {item['operation']} {label}",
             f"{item['ratio']:.2f} (rounds {min(item['round_ratios']):.2f}-"
             f"{max(item['round_ratios']):.2f}; {item['store_ops_per_s']:.1f} vs "
-            f"{item['raw_ops_per_s']:.1f} ops/s)",
+            f"{item['raw_ops_per_s']:.1f} ops/s; CPU per call {item['cpu_ratio']:.2f}x)",
             item["ratio"] >= 0.8,
         )
         for item in figures
