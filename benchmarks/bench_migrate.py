@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 import re
 import resource
-import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from common import (
     SECAUTOD,
     Target,
@@ -35,14 +32,7 @@ from common import (
     work_dir,
 )
 from generate import ensure_database
-
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def database_url(server: str, database: str) -> str:
-    """Return `server`'s URL naming `database` instead."""
-    parts = urlsplit(server)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+from pg_data import add_server_option, scratch_database
 
 
 def run_migrate(config: Path, url: str, batch: int, cache: Path) -> dict[str, Any]:
@@ -80,7 +70,7 @@ def run_migrate(config: Path, url: str, batch: int, cache: Path) -> dict[str, An
 def main() -> int:
     """Copy the generated store into a scratch PostgreSQL database, twice, and report."""
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--server", default=DEFAULT_SERVER, help="an admin URL (CREATEDB)")
+    add_server_option(parser)
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
     source = ensure_database(args.cache, args.jobs)
@@ -89,11 +79,7 @@ def main() -> int:
     copy_database(source, folder / "data" / "jobs.db")
     config = folder / "config.yaml"
     config.write_text(f'data_directory: "{folder / "data"}"\n')
-    database = f"secautod_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(args.server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {database}")  # a generated name, never input
-    try:
-        url = database_url(args.server, database)
+    with scratch_database(args.server, "secautod_bench") as url:
         first = run_migrate(config, url, args.batch, args.cache)
         print(
             f"  migrate of {args.jobs:,} jobs: {first['seconds']:.1f} s "
@@ -107,9 +93,6 @@ def main() -> int:
             f"peak RSS {again['peak_rss_kib'] / 1024:.0f} MiB",
             flush=True,
         )
-    finally:
-        with psycopg.connect(args.server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     targets = [
         Target(
             f"migrate of {args.jobs:,} jobs < 3 min",

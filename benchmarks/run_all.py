@@ -5,10 +5,12 @@ shown as it comes and kept in `<cache>/results/<name>.log`. At the end the
 targets of all scripts are gathered from `<cache>/results/*.json` into a
 Markdown table (also written to `<cache>/results/summary.md`).
 
-Usage: python benchmarks/run_all.py [--cache DIR] [--only store,cli,...]
+Usage: python benchmarks/run_all.py [--cache DIR] [--only store,cli,...] [--server URL]
 Takes about 20 minutes on 2 cores once the database is generated (about 3-5
 more minutes the first time, and ~2 more for the supervision benchmark's
-copies).
+copies), plus ~4 minutes for the PostgreSQL steps (`pg-store`, `pg-cleanup`),
+which need the server at `--server` (an admin URL with CREATEDB; each step
+creates its own scratch database and drops it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from common import BENCH_DIR, base_parser, machine
+from pg_data import add_server_option
 
 STEPS = {
     "generate": ["generate.py"],
@@ -31,7 +34,11 @@ STEPS = {
     "maintenance": ["bench_maintenance.py"],
     "supervision": ["bench_supervision.py"],
     "metrics": ["bench_metrics.py"],
+    "pg-store": ["bench_pg_store.py"],
+    "pg-cleanup": ["bench_pg_cleanup.py"],
 }
+# Steps that take the PostgreSQL server's admin URL.
+SERVER_STEPS = {"pg-store", "pg-cleanup"}
 RESULT_FILES = {
     "store": "store-full",
     "store-normal": "store-normal",
@@ -41,10 +48,14 @@ RESULT_FILES = {
     "maintenance": "maintenance",
     "supervision": "supervision",
     "metrics": "bench_metrics",
+    "pg-store": "pg-store-full",
+    "pg-cleanup": "pg-cleanup",
 }
 
 
-def run_step(name: str, arguments: list[str], cache: Path, jobs: int) -> tuple[float, bool]:
+def run_step(
+    name: str, arguments: list[str], cache: Path, jobs: int, server: str
+) -> tuple[float, bool]:
     """Run one script, teeing its output into a log; return its duration and success."""
     log_dir = cache / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +69,7 @@ def run_step(name: str, arguments: list[str], cache: Path, jobs: int) -> tuple[f
         str(cache),
         "--jobs",
         str(jobs),
+        *(["--server", server] if name in SERVER_STEPS else []),
     ]
     print(f"\n### {name}: {' '.join(command)}", flush=True)
     started = time.monotonic()
@@ -95,6 +107,7 @@ def summary(cache: Path, names: list[str]) -> str:
 def main() -> int:
     """Run the benchmarks and print the summary."""
     parser = base_parser(__doc__.splitlines()[0])
+    add_server_option(parser)
     parser.add_argument(
         "--only", help=f"comma-separated steps to run (default all: {','.join(STEPS)})"
     )
@@ -108,7 +121,7 @@ def main() -> int:
     durations = {}
     failed = []
     for name in names:
-        durations[name], ok = run_step(name, STEPS[name], args.cache, args.jobs)
+        durations[name], ok = run_step(name, STEPS[name], args.cache, args.jobs, args.server)
         if not ok:
             failed.append(name)
     table = summary(args.cache, names)

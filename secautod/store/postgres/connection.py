@@ -174,7 +174,8 @@ class ConnectionPool:
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
                 url,
-                kwargs=options,
+                # Autocommit: a lone statement needs no BEGIN and COMMIT round trips.
+                kwargs={**options, "autocommit": True},
                 min_size=1,
                 max_size=POOL_MAX_CONNECTIONS,
                 configure=self._configure,
@@ -186,12 +187,11 @@ class ConnectionPool:
         self._pool.open(wait=False)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        """Give a new connection secautod's session settings (left idle, as the pool needs)."""
+        """Give a new connection secautod's session settings (autocommit leaves it idle)."""
         lock_timeout, synchronous_commit = self._settings
         conn.execute(queries.SET_UTC)
         conn.execute(queries.SET_LOCK_TIMEOUT, (lock_timeout,))
         conn.execute(queries.SET_SYNCHRONOUS_COMMIT, (synchronous_commit,))
-        conn.commit()
 
     @contextmanager
     def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
@@ -222,7 +222,7 @@ class ConnectionPool:
 
     @contextmanager
     def fenced(self, fence: Fence | None) -> Iterator[None]:
-        """Make this thread's `writing` transactions in the block carry `fence`."""
+        """Make every transaction of this thread in the block carry `fence`."""
         previous = getattr(self._fences, "fence", None)
         self._fences.fence = fence
         try:
@@ -237,8 +237,21 @@ class ConnectionPool:
             conn.execute(queries.SNAPSHOT)
             yield conn
 
-    # A single statement is its own snapshot: the same transaction as a write.
-    querying = writing
+    @contextmanager
+    def querying(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """Run one statement (a read, or a write that stands alone) as its own transaction.
+
+        Autocommit makes the statement one round trip; `writing` adds a
+        `BEGIN` and a `COMMIT` round trip, worth it only for several statements.
+        In a `fenced` block it is a `writing` transaction, so that no
+        statement of a leader's maintenance escapes the fence.
+        """
+        if getattr(self._fences, "fence", None) is not None:
+            with self.writing(action) as conn:
+                yield conn
+            return
+        with self._connection(action) as conn:
+            yield conn
 
     def close(self) -> None:
         """Close every connection; later calls fail with a clear error."""

@@ -147,9 +147,11 @@ def list_jobs_query(filters: frozenset[str], limited: bool, columns: str = JOB_C
 _EXPIRED = f"status IN {_TERMINAL} AND coalesce(completed_at, created_at) < %(cutoff)s"
 # One short batch: rows an engine is writing are skipped (SKIP LOCKED), so
 # cleanup never waits for an engine and an engine waits at most one batch.
+# The rows are found again by primary key (`rowid` has no index: matching on
+# it scanned the whole table, while holding the batch's row locks).
 DELETE_EXPIRED_BATCH = f"""
-DELETE FROM jobs WHERE rowid IN (
-    SELECT rowid FROM jobs WHERE {_EXPIRED} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"""
+DELETE FROM jobs WHERE id = ANY(ARRAY(
+    SELECT id FROM jobs WHERE {_EXPIRED} LIMIT %(limit)s FOR UPDATE SKIP LOCKED))"""
 COUNT_EXPIRED_BY_STATUS = f"SELECT status, count(*) FROM jobs WHERE {_EXPIRED} GROUP BY status"
 
 # -- recovery -------------------------------------------------------------------

@@ -139,7 +139,7 @@ class PostgresJobStore(JobStore):
     def save_job(self, job: Job) -> None:
         """Insert `job`, or replace the stored job with the same id."""
         params: dict[str, Any] = dict(zip(JOB_COLUMNS, encode_job(job, self._clock()), strict=True))
-        with self._pool.writing(f"saving job {job.id}") as conn:
+        with self._job_write(f"saving job {job.id}") as conn:
             session_id = self._fence(conn, job.id, claiming=job.status is JobStatus.RUNNING)
             conn.execute(queries.UPSERT_JOB, params)
             if session_id is not None:
@@ -179,7 +179,7 @@ class PostgresJobStore(JobStore):
                 raise InvalidJobError(f"limit must not be negative, got {limit}")
             params["limit"] = limit
         query = queries.list_jobs_query(frozenset(params) - {"limit"}, limited=limit is not None)
-        with self._pool.reading("listing jobs") as conn:
+        with self._listing(after) as conn:
             if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
                 raise JobNotFoundError(after)
             rows = conn.execute(query, params).fetchall()
@@ -243,10 +243,16 @@ class PostgresJobStore(JobStore):
         query = queries.list_jobs_query(
             frozenset(params) - {"limit"}, limited=limit is not None, columns=columns
         )
-        with self._pool.reading("listing jobs") as conn:
+        with self._listing(after) as conn:
             if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
                 raise JobNotFoundError(after)
             return [tuple(row) for row in conn.execute(query, params).fetchall()]
+
+    def _listing(self, after: str | None) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """Return the block for one listing: a snapshot only when `after`'s anchor is read too."""
+        if after is None:
+            return self._pool.querying("listing jobs")
+        return self._pool.reading("listing jobs")
 
     def undatable_jobs(self, sample: int = 10) -> UndatableJobs:
         """Count finished jobs whose dates cannot be read: none (`timestamptz` columns)."""
@@ -263,7 +269,7 @@ class PostgresJobStore(JobStore):
         new_status = JobStatus.parse(status)
         stamp = stored_time(to_utc_or_none(now, "now") or self._clock())
         params = {"id": job_id, "status": new_status.value, "now": stamp}
-        with self._pool.writing(f"updating job {job_id}") as conn:
+        with self._job_write(f"updating job {job_id}") as conn:
             session_id = self._fence(conn, job_id, claiming=new_status is JobStatus.RUNNING)
             if conn.execute(queries.UPDATE_JOB_STATUS, params).rowcount == 0:
                 raise JobNotFoundError(job_id)
@@ -278,10 +284,20 @@ class PostgresJobStore(JobStore):
             "error": checked_error_text(error, job_id),
             "now": stored_time(self._clock()),
         }
-        with self._pool.writing(f"updating job {job_id}") as conn:
+        with self._job_write(f"updating job {job_id}") as conn:
             self._fence(conn, job_id, claiming=False)
             if conn.execute(queries.UPDATE_JOB_RESULTS, params).rowcount == 0:
                 raise JobNotFoundError(job_id)
+
+    def _job_write(self, action: str) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """Return the block for one job write: a transaction while a session is attached.
+
+        With a session the write is several statements (fence, write, claim);
+        without one it is a single statement, its own transaction.
+        """
+        if self._session_id is None:
+            return self._pool.querying(action)
+        return self._pool.writing(action)
 
     def _fence(self, conn: psycopg.Connection[Any], job_id: str, *, claiming: bool) -> str | None:
         """Refuse a write from a session declared gone; return the attached session, if any."""
