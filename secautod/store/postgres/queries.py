@@ -19,6 +19,9 @@ _TERMINAL = "(" + ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_ST
 SET_UTC = "SET TIME ZONE 'UTC'"
 SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
 SET_SYNCHRONOUS_COMMIT = "SELECT set_config('synchronous_commit', %s, false)"
+# A cleanup batch's commit does not wait for its WAL to reach the disk: its row
+# locks go at once, and a crash can only bring back jobs the next run deletes.
+SET_LOCAL_ASYNCHRONOUS_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
 # Migrations run one secautod at a time, whichever instance starts first.
 MIGRATION_LOCK_KEY = 0x5EC0_0001
 TAKE_MIGRATION_LOCK = "SELECT pg_advisory_lock(%s)"

@@ -427,6 +427,7 @@ class PostgresJobStore(JobStore):
             if should_stop is not None and should_stop():
                 raise CleanupAborted(deleted)
             with self._pool.writing("cleaning up old jobs") as conn:
+                conn.execute(queries.SET_LOCAL_ASYNCHRONOUS_COMMIT)
                 batch = conn.execute(queries.DELETE_EXPIRED_BATCH, params).rowcount
             deleted += batch
             if on_progress is not None and batch:
