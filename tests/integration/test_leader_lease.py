@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from harness import wait_until
 from pg_server import admin_connection, scratch_schema
@@ -15,6 +16,7 @@ from pg_server import admin_connection, scratch_schema
 from secautod import JobStore
 from secautod.errors import LeadershipLostError, StoreUnreachableError
 from secautod.leadership import Leadership
+from secautod.store.postgres import queries
 from secautod.store.records import Candidate, Fence
 
 LEASE = timedelta(seconds=30)
@@ -229,3 +231,37 @@ def test_a_fenced_transaction_left_idle_for_a_lease_is_ended_by_the_server(
         time.sleep(2.5)  # the freeze under test, not a wait for something
         conn.execute("SELECT 1")
     assert store.claim_leadership(B, LEASE) == 2
+
+
+def test_a_leader_frozen_right_after_renewing_holds_no_lock_on_the_lease(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leader frozen once its renewal answered holds no lock on the lease: B takes over after it."""
+    short = timedelta(seconds=1)
+    frozen, thaw = threading.Event(), threading.Event()
+    execute = psycopg.Connection.execute
+
+    def freezing_execute(self: psycopg.Connection[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        cursor = execute(self, query, *args, **kw)
+        if query == queries.CLAIM_LEADERSHIP and threading.current_thread().name == "frozen":
+            frozen.set()  # as SIGSTOP or a VM freeze would, before anything else is sent
+            thaw.wait(30)
+        return cursor
+
+    monkeypatch.setattr(psycopg.Connection, "execute", freezing_execute)
+    with JobStore(store_url, busy_timeout=1) as store:
+        assert store.claim_leadership(A, short) == 1
+        claimant = threading.Thread(  # A's next renewal
+            target=lambda: store.claim_leadership(A, short), name="frozen"
+        )
+        claimant.start()
+        try:
+            assert frozen.wait(10)
+            wait_until(
+                lambda: (found := store.current_leader()) is not None and not found.current,
+                what="A's lease running out",
+            )
+            assert store.claim_leadership(B, LEASE) == 2
+        finally:
+            thaw.set()
+            claimant.join(10)

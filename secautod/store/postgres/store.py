@@ -591,14 +591,17 @@ class PostgresJobStore(JobStore):
             "pid": candidate.pid,
             "lease": lease.total_seconds(),
         }
-        with self._pool.writing("claiming the leadership") as conn:
+        # One statement in autocommit: it commits on the server before it answers, so a
+        # claimant frozen (or cut off) after it holds no lock on the lease row. In a
+        # BEGIN ... COMMIT it would hold it, without end, until it woke or the server noticed.
+        with self._pool.querying("claiming the leadership") as conn:
             row = conn.execute(queries.CLAIM_LEADERSHIP, params).fetchone()
         return None if row is None else int(row[0])
 
     def release_leadership(self, fence: Fence) -> None:
         """Give the lease up at once, so a standby takes over without waiting it out."""
         params = {"name": queries.LEASE_NAME, "term": fence.term, "holder": fence.instance_id}
-        with self._pool.writing("releasing the leadership") as conn:
+        with self._pool.querying("releasing the leadership") as conn:  # as a claim: no lock kept
             conn.execute(queries.RELEASE_LEADERSHIP, params)
 
     def current_leader(self) -> LeaderRecord | None:
