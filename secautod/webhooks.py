@@ -356,9 +356,13 @@ class _EndpointWorker:
                 self._current = None
 
     def _deliver_batch(self, batch: Sequence[Notification]) -> bool:
-        """Deliver a batch in order; False (and pause the endpoint) at the first failure."""
+        """Deliver a batch in order; False at the first failure (endpoint paused) or lost lead."""
         endpoint = self._endpoint
         for notification in batch:
+            # Asked before each POST: an instance that lost the lead meanwhile leaves the
+            # rest to the new leader, which delivers the same outbox (no duplicate flood).
+            if not self._leading():
+                return False
             result = self._post(notification)
             if result is None:
                 return False

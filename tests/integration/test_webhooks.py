@@ -179,3 +179,27 @@ def test_notification_scheduled_implausibly_late_counts_as_due(
     assert not store.state.due_notifications(
         "http://x.invalid/", now, 10, latest=now + timedelta(days=40)
     )
+
+
+def test_an_instance_that_stops_leading_stops_delivering_at_once(
+    make_store: Any, make_job: Any, dispatchers: list[WebhookDispatcher]
+) -> None:
+    """Leadership lost after the first delivery: the rest of the queued batch is left to the new leader."""
+    store = make_store()
+    with receiver() as hooks:
+        queue_recovered(store, make_job, [hooks.url], count=5)
+        asked_after_losing = threading.Event()
+
+        def leading() -> bool:
+            if hooks.deliveries:  # another instance took the lead meanwhile
+                asked_after_losing.set()
+                return False
+            return True
+
+        dispatcher = WebhookDispatcher(store, [WebhookConfig(hooks.url)], FAST, leading=leading)
+        dispatchers.append(dispatcher)
+        dispatcher.start()
+        wait_until(asked_after_losing.is_set, what="the dispatcher asking again who leads")
+        assert len(hooks.deliveries) == 1
+        (summary,) = store.state.outbox_summary()
+        assert summary.count == 4
