@@ -18,7 +18,7 @@ from __future__ import annotations
 import platform
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
@@ -152,6 +152,12 @@ class FiguresCollector:
         """Show `figures` from the next scrape on."""
         with self._lock:
             self._figures = figures
+
+    def update_leading(self, leading: bool) -> None:
+        """Show whether this instance leads; the other figures stay (the store did not answer)."""
+        with self._lock:
+            if self._figures is not None:
+                self._figures = replace(self._figures, leading=leading)
 
     def collect(self) -> Iterator[Metric]:
         """Yield the gauge families (build info alone until the first figures arrive)."""

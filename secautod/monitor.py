@@ -170,6 +170,10 @@ class Monitor:
                 )
             except SecautodError as exc:  # the last figures stay; their timestamp shows their age
                 log.warning("metrics_refresh_failed", error=str(exc))
+                # Except whether this instance leads: its own state, known without the
+                # store. A leader cut off from the database must not go on showing 1.
+                if self.leadership is not None:
+                    self._collector.update_leading(self.leadership.leading())
             else:
                 self._collector.update(figures)
         textfile = self._config.metrics.textfile
