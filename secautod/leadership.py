@@ -116,10 +116,17 @@ class Leadership:
 
     # -- internals -------------------------------------------------------------------
     def _loop(self) -> None:
-        while not self._stop.wait(self._next_wait()):
+        while True:
+            try:  # never let a bug end the election for good
+                wait = self._next_wait()
+            except Exception:
+                log.exception("leadership_claim_crashed")
+                wait = self.lease.total_seconds() * STANDBY_POLL_FRACTION
+            if self._stop.wait(wait):
+                return
             try:
                 self._claim()
-            except Exception:  # never let a bug end the election for good
+            except Exception:
                 log.exception("leadership_claim_crashed")
 
     def _next_wait(self) -> float:

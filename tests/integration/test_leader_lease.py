@@ -265,3 +265,29 @@ def test_a_leader_frozen_right_after_renewing_holds_no_lock_on_the_lease(
         finally:
             thaw.set()
             claimant.join(10)
+
+
+def test_the_election_thread_survives_a_crash_while_looking_at_the_leader(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug raised while a standby reads who leads is logged; the thread goes on looking."""
+    assert store.claim_leadership(A, LEASE) == 1
+    calls: list[int] = []
+    asked_again = threading.Event()
+    read_leader = store.current_leader
+
+    def flaky_current_leader() -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        asked_again.set()
+        return read_leader()
+
+    monkeypatch.setattr(store, "current_leader", flaky_current_leader)
+    standby = Leadership(store, B, timedelta(seconds=0.3))
+    standby.start()
+    try:
+        assert asked_again.wait(10), "the election thread died"
+        assert standby.healthy()
+    finally:
+        standby.stop(5)
