@@ -127,6 +127,7 @@ class Daemon:
             Candidate(self.boot_id, socket.gethostname(), os.getpid()),
             self.config.storage.leader_lease,
             on_acquired=lambda: self._took_the_lead(workers),
+            on_lost=lambda: self.notifier.status(self._status_line(store)),
         )
         monitor.leadership = leadership
         dispatcher = WebhookDispatcher(

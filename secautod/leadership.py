@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import timedelta
 
 from secautod.errors import LeadershipLostError, SecautodError
@@ -41,12 +42,15 @@ class Leadership:
         lease: timedelta,
         *,
         on_acquired: Callable[[], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self.candidate = candidate
         self.lease = lease
         self._on_acquired = on_acquired
+        self._on_lost = on_lost
+        self._lapsed = False  # the lease ran out here while renewals failed (logged once)
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._term: int | None = None
@@ -154,12 +158,19 @@ class Leadership:
                 leading=self.leading(),
                 term=self.term,
             )
+            self._note_lapse()
+            return
+        if term is not None and self._stop.is_set():
+            # `stop` gave up waiting for this claim and released: undo the renewal.
+            with suppress(SecautodError):  # else the lease runs out by itself
+                self._store.release_leadership(Fence(term, self.candidate.instance_id, self.lease))
             return
         with self._lock:
             previous = self._term
             self._term = term
             if term is not None:
                 self._valid_until = sent + self.lease.total_seconds()
+                self._lapsed = False
         if term is not None and term != previous:
             log.info(
                 "leadership_acquired",
@@ -174,6 +185,22 @@ class Leadership:
                 self._on_acquired()
         elif term is None and previous is not None:
             log.warning("leadership_lost", term=previous, reason="another instance holds the lease")
+            if self._on_lost is not None:
+                self._on_lost()
+
+    def _note_lapse(self) -> None:
+        """Log once when this leader's lease ran out here because it could not renew."""
+        with self._lock:
+            lapsed = self._term is not None and self._monotonic() >= self._valid_until
+            first = lapsed and not self._lapsed
+            self._lapsed = self._lapsed or lapsed
+            term = self._term
+        if first:
+            log.warning(
+                "leadership_lost", term=term, reason="the lease ran out: renewals kept failing"
+            )
+            if self._on_lost is not None:
+                self._on_lost()
 
     def _observe_leader(self) -> LeaderRecord | None:
         """Read who leads; log it when another instance took the lead."""

@@ -92,13 +92,17 @@ class Supervisor:
         shared = self._leadership is not None and self._leadership.elected
         if shared and start_rule is not None and start_rule.reason == HOST_REBOOTED:
             start_rule = None
-        if start_rule is not None and self._leading():
-            with self._store.fenced(self._fence()):
-                found = recover(
-                    self._store, start_rule, now, self._endpoints, boot_id=self._boot_id
-                )
-            recovered += len(found)
-        return recovered + self.check()
+        try:
+            if start_rule is not None and self._leading():
+                with self._store.fenced(self._fence()):
+                    found = recover(
+                        self._store, start_rule, now, self._endpoints, boot_id=self._boot_id
+                    )
+                recovered += len(found)
+            return recovered + self.check()
+        except LeadershipLostError as exc:  # lost at once: the new leader's checks cover it
+            log.warning("supervision_check_stopped", reason=str(exc))
+            return recovered
 
     def check(self) -> int:
         """Run one check; return how many jobs it recovered.

@@ -64,7 +64,31 @@ def start_three(
     assert leader.named("leadership_acquired")[0]["term"] == 1
     for standby in started[1:]:
         assert standby.named("leadership_acquired") == []
+    install_fence_audit(store_url)
     return started
+
+
+# Every maintenance run recorded (a fenced write of the leader) leaves a row: the
+# fencing token the writing transaction carried, and the lease as it stood then.
+FENCE_AUDIT = """
+CREATE TABLE fence_audit (
+    at TIMESTAMPTZ NOT NULL, task TEXT NOT NULL, fence TEXT, lease_term BIGINT, lease_holder TEXT);
+CREATE FUNCTION audit_fence() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fence_audit
+    SELECT clock_timestamp(), NEW.task, current_setting('secautod.fence', true), term, holder
+    FROM leader_lease WHERE name = 'maintenance';
+    RETURN NULL;
+END $$;
+CREATE TRIGGER audit_fence AFTER INSERT OR UPDATE ON maintenance_runs
+    FOR EACH ROW WHEN (NEW.task IN ('cleanup', 'backup')) EXECUTE FUNCTION audit_fence();
+"""
+
+
+def install_fence_audit(store_url: str) -> None:
+    """Record the fencing token of every maintenance write from now on."""
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute(FENCE_AUDIT)
 
 
 def leader_writes(daemon: Daemon, count: int = 1) -> None:
@@ -95,9 +119,24 @@ def terms_table(store_url: str) -> list[dict[str, Any]]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def assert_fenced(terms: list[dict[str, Any]]) -> None:
-    """No two leaders in one term, and each term's writes all came before the next term began."""
+def fence_audit(store_url: str) -> list[dict[str, Any]]:
+    """Return the audited maintenance writes, oldest first."""
+    with psycopg.connect(store_url, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT * FROM fence_audit ORDER BY at")
+        names = [column.name for column in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def assert_fenced(terms: list[dict[str, Any]], store_url: str) -> None:
+    """Each write carried the current term's token, no term had two holders, no terms overlapped."""
     print(json.dumps(terms, default=str, indent=1))  # the table, for the record in the test log
+    audit = fence_audit(store_url)
+    assert audit, "no maintenance write was audited"
+    for write in audit:
+        assert write["fence"] == f"{write['lease_term']}:{write['lease_holder']}", write
+    holder_of = {term["term"]: term["holder"] for term in terms}
+    for write in audit:
+        assert holder_of[write["lease_term"]] == write["lease_holder"]
     numbers = [term["term"] for term in terms]
     assert numbers == list(range(1, len(terms) + 1))
     holders = [term["holder"] for term in terms]
@@ -124,7 +163,7 @@ def test_a_killed_leader_is_replaced_within_one_lease(
     leader_writes(successor)
     other = next(daemon for daemon in standbys if daemon is not successor)
     assert other.named("leadership_acquired") == []
-    assert_fenced(terms_table(store_url))
+    assert_fenced(terms_table(store_url), store_url)
 
 
 def test_a_paused_leader_is_fenced_out_and_stands_by_when_it_wakes(
@@ -141,14 +180,14 @@ def test_a_paused_leader_is_fenced_out_and_stands_by_when_it_wakes(
         # the server ends its idle transaction, one lease after it went idle.
         assert seen - paused <= 2 * LEASE + TAKEOVER_SLACK, f"takeover took {seen - paused:.2f} s"
         leader_writes(successor)
+        paused_writes = len(leader.named("cleanup_completed"))  # it cannot log while stopped
     finally:
         os.kill(leader.process.pid, signal.SIGCONT)
-    woke = len(leader.named("cleanup_completed"))
     leader.wait_for_event("leadership_lost")
     leader_writes(successor, count=3)
-    assert len(leader.named("cleanup_completed")) == woke, "the old leader ran cleanup again"
+    assert len(leader.named("cleanup_completed")) == paused_writes, "the old leader ran cleanup"
     assert leader.process.poll() is None
-    assert_fenced(terms_table(store_url))
+    assert_fenced(terms_table(store_url), store_url)
     assert leader.stop() == 0
 
 
@@ -171,7 +210,7 @@ def test_a_leader_cut_off_from_the_database_reconnects_and_one_leader_goes_on(
         what="a cleanup after the cut",
     )
     assert all(daemon.process.poll() is None for daemon in everyone)
-    assert_fenced(terms_table(store_url))
+    assert_fenced(terms_table(store_url), store_url)
     status = run_cli("status", "--config", str(tmp_path / "b" / "config.yaml"), "--json")
     report = json.loads(status.stdout)
     assert report["leader"]["term"] == max(term["term"] for term in terms_table(store_url))
@@ -233,4 +272,4 @@ def test_an_engine_killed_beside_three_instances_is_recovered_and_notified_once(
     assert [(line["job_id"], line["reason"]) for line in recovered] == [("j1", "engine_exited")]
     with JobStore(store_url) as store:
         assert store.get_job("j1").status is JobStatus.FAILED
-    assert_fenced(terms_table(store_url))
+    assert_fenced(terms_table(store_url), store_url)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from harness import wait_until
 from pg_server import admin_connection, scratch_schema
+from structlog.testing import capture_logs
 
 from secautod import JobStore
 from secautod.errors import LeadershipLostError, StoreUnreachableError
@@ -243,7 +244,7 @@ def test_a_leader_frozen_right_after_renewing_holds_no_lock_on_the_lease(
 
     def freezing_execute(self: psycopg.Connection[Any], query: Any, *args: Any, **kw: Any) -> Any:
         cursor = execute(self, query, *args, **kw)
-        if query == queries.CLAIM_LEADERSHIP and threading.current_thread().name == "frozen":
+        if query == queries.RENEW_LEADERSHIP and threading.current_thread().name == "frozen":
             frozen.set()  # as SIGSTOP or a VM freeze would, before anything else is sent
             thaw.wait(30)
         return cursor
@@ -291,3 +292,59 @@ def test_the_election_thread_survives_a_crash_while_looking_at_the_leader(
         assert standby.healthy()
     finally:
         standby.stop(5)
+
+
+def test_the_leaders_renewal_does_not_wait_for_its_own_writes_in_flight(store_url: str) -> None:
+    """A fenced transaction held open blocks neither the holder's renewal nor its next fenced write."""
+    with JobStore(store_url, busy_timeout=1) as store:
+        _renew_beside_an_open_write(store)
+
+
+def _renew_beside_an_open_write(store: JobStore) -> None:
+    fence = Fence(store.claim_leadership(A, LEASE) or 0, A.instance_id, LEASE)
+    inside, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with store.fenced(fence), store._pool.writing("a long maintenance write") as conn:
+            conn.execute("SELECT 1")
+            inside.set()
+            release.wait(20)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    try:
+        assert inside.wait(10)
+        # Had either waited for the open transaction, it failed on lock_timeout (1 s here).
+        assert store.claim_leadership(A, LEASE) == 1
+        with store.fenced(fence):
+            store.state.record_task_failure("cleanup", store._clock(), "a second write")
+    finally:
+        release.set()
+        writer.join(10)
+
+
+def test_a_leader_whose_renewals_keep_failing_says_once_that_it_lost_the_lead(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewals failing past the lease: one leadership_lost line and one on_lost call, not one per try."""
+    clock = FakeMonotonic()
+    lost: list[int] = []
+    leadership = Leadership(store, A, LEASE, on_lost=lambda: lost.append(1), monotonic=clock)
+    leadership._claim()
+    assert leadership.leading()
+
+    def unreachable(*_args: Any) -> int | None:
+        raise StoreUnreachableError("the server went away")
+
+    monkeypatch.setattr(store, "claim_leadership", unreachable)
+    with capture_logs() as logs:
+        leadership._claim()  # within the lease: still leading, nothing lost yet
+        assert lost == []
+        clock.now += LEASE.total_seconds() + 1
+        leadership._claim()
+        leadership._claim()
+    assert not leadership.leading()
+    assert lost == [1]
+    assert [entry["reason"] for entry in logs if entry["event"] == "leadership_lost"] == [
+        "the lease ran out: renewals kept failing"
+    ]

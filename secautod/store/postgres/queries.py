@@ -299,22 +299,35 @@ WHERE datname = current_database() AND application_name = %s AND pid <> pg_backe
 
 # -- leader election (SPEC §11; migrations/0002_leader_lease.sql) ------------------
 LEASE_NAME = "maintenance"
-# Take a lease that ran out (the next term) or renew one's own (the same term);
-# a new term is recorded and the one before it ended. No row: another leads.
-CLAIM_LEADERSHIP = """
-WITH claimed AS (
-    INSERT INTO leader_lease AS lease
-        (name, term, holder, host, pid, acquired_at, renewed_at, expires_at)
-    VALUES (%(name)s, 1, %(holder)s, %(host)s, %(pid)s, now(), now(),
-        now() + make_interval(secs => %(lease)s))
-    ON CONFLICT (name) DO UPDATE SET
-        term = CASE WHEN lease.holder = excluded.holder THEN lease.term ELSE lease.term + 1 END,
-        acquired_at = CASE WHEN lease.holder = excluded.holder
-            THEN lease.acquired_at ELSE now() END,
-        holder = excluded.holder, host = excluded.host, pid = excluded.pid,
-        renewed_at = now(), expires_at = excluded.expires_at
-    WHERE lease.holder = excluded.holder OR lease.expires_at <= now()
+# The holder renews its lease (the same term). The row lock this takes (FOR NO
+# KEY UPDATE) lets the holder's own fenced transactions (FOR KEY SHARE) be: a
+# renewal never waits for the leader's writes. No row: this instance does not hold it.
+RENEW_LEADERSHIP = """
+UPDATE leader_lease SET renewed_at = now(), expires_at = now() + make_interval(secs => %(lease)s)
+WHERE name = %(name)s AND holder = %(holder)s
+RETURNING term"""
+# Take a lease that ran out, with the next term (or the first, on an empty
+# table). FOR UPDATE waits for every fenced transaction of the old term to end,
+# then sees whether the lease still ran out (another claimant may have been
+# first). The new term is recorded, the one before it ended. No row: another leads.
+TAKE_LEADERSHIP = """
+WITH expired AS (
+    SELECT name FROM leader_lease WHERE name = %(name)s AND expires_at <= now() FOR UPDATE
+), taken AS (
+    UPDATE leader_lease AS lease SET term = lease.term + 1, holder = %(holder)s,
+        host = %(host)s, pid = %(pid)s, acquired_at = now(), renewed_at = now(),
+        expires_at = now() + make_interval(secs => %(lease)s)
+    FROM expired WHERE lease.name = expired.name
+    RETURNING lease.term, lease.holder, lease.host, lease.pid, lease.acquired_at
+), first AS (
+    INSERT INTO leader_lease (name, term, holder, host, pid, acquired_at, renewed_at, expires_at)
+    SELECT %(name)s, 1, %(holder)s, %(host)s, %(pid)s, now(), now(),
+        now() + make_interval(secs => %(lease)s)
+    WHERE NOT EXISTS (SELECT 1 FROM leader_lease WHERE name = %(name)s)
+    ON CONFLICT (name) DO NOTHING
     RETURNING term, holder, host, pid, acquired_at
+), claimed AS (
+    SELECT * FROM taken UNION ALL SELECT * FROM first
 ), began AS (
     INSERT INTO leader_terms (term, holder, host, pid, acquired_at)
     SELECT term, holder, host, pid, acquired_at FROM claimed
@@ -335,19 +348,26 @@ UPDATE leader_terms SET ended_at = now() WHERE term = (SELECT term FROM released
 SELECT_LEADER = """
 SELECT term, holder, host, pid, acquired_at, expires_at, expires_at - now()
 FROM leader_lease WHERE name = %(name)s"""
-# The fence, first in every write of a leader: the FOR SHARE lock on the lease
-# keeps the next term from beginning until this transaction ends, and the
-# term's row records when its writes ran (tests read it: no two terms overlap).
+# The fence, first in every write of a leader: the FOR KEY SHARE lock on the
+# lease keeps the next term (TAKE_LEADERSHIP's FOR UPDATE) from beginning until
+# this transaction ends, and the token
+# is set for the transaction (`secautod.fence`: term:instance), where triggers
+# and audits can read it. The term's row records when fenced transactions ran,
+# best effort: one already busy with another of the leader's transactions is
+# skipped, so fenced transactions never queue behind each other (tests read it).
 CHECK_FENCE = """
 WITH lease AS (
     SELECT term FROM leader_lease
     WHERE name = %(name)s AND term = %(term)s AND holder = %(holder)s AND expires_at > now()
-    FOR SHARE
+    FOR KEY SHARE
+), recorded AS (
+    UPDATE leader_terms SET writes = writes + 1,
+        first_write_at = coalesce(first_write_at, now()), last_write_at = now()
+    WHERE term = (
+        SELECT term FROM leader_terms WHERE term = (SELECT term FROM lease)
+        FOR UPDATE SKIP LOCKED)
 )
-UPDATE leader_terms SET writes = writes + 1,
-    first_write_at = coalesce(first_write_at, now()), last_write_at = now()
-WHERE term = (SELECT term FROM lease)
-RETURNING term"""
+SELECT term, set_config('secautod.fence', %(term)s || ':' || %(holder)s, true) FROM lease"""
 # A fenced transaction left idle (its process paused) must not hold the lease
 # row past the lease: the server ends such a session after this long.
 SET_IDLE_IN_TRANSACTION_TIMEOUT = (

@@ -591,11 +591,13 @@ class PostgresJobStore(JobStore):
             "pid": candidate.pid,
             "lease": lease.total_seconds(),
         }
-        # One statement in autocommit: it commits on the server before it answers, so a
-        # claimant frozen (or cut off) after it holds no lock on the lease row. In a
+        # Each statement in autocommit: it commits on the server before it answers, so
+        # a claimant frozen (or cut off) after it holds no lock on the lease row. In a
         # BEGIN ... COMMIT it would hold it, without end, until it woke or the server noticed.
         with self._pool.querying("claiming the leadership") as conn:
-            row = conn.execute(queries.CLAIM_LEADERSHIP, params).fetchone()
+            row = conn.execute(queries.RENEW_LEADERSHIP, params).fetchone()
+            if row is None:
+                row = conn.execute(queries.TAKE_LEADERSHIP, params).fetchone()
         return None if row is None else int(row[0])
 
     def release_leadership(self, fence: Fence) -> None:
