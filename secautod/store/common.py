@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from secautod.errors import InvalidJobError
 from secautod.jobs import JobStats, JobStatus
@@ -40,16 +40,20 @@ class Connection(Protocol):
         """Run `query` with bound `params`."""
 
 
-class Pool(Protocol):
+Conn = TypeVar("Conn", bound=Connection)
+Conn_co = TypeVar("Conn_co", bound=Connection, covariant=True)
+
+
+class Pool(Protocol[Conn_co]):
     """A backend's connection pool: the three kinds of block every method runs in."""
 
-    def querying(self, action: str) -> AbstractContextManager[Connection]:
+    def querying(self, action: str) -> AbstractContextManager[Conn_co]:
         """Run one statement as its own transaction."""
 
-    def writing(self, action: str) -> AbstractContextManager[Connection]:
+    def writing(self, action: str) -> AbstractContextManager[Conn_co]:
         """Run the block as one write transaction."""
 
-    def reading(self, action: str) -> AbstractContextManager[Connection]:
+    def reading(self, action: str) -> AbstractContextManager[Conn_co]:
         """Run several reads against one consistent snapshot."""
 
 

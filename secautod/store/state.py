@@ -27,7 +27,7 @@ class TableSupervisorState(SupervisorState):
     queries: ClassVar[ModuleType]
     times: ClassVar[TimeForm]
 
-    def __init__(self, pool: Pool, clock: Clock) -> None:
+    def __init__(self, pool: Pool[Connection], clock: Clock) -> None:
         self._pool = pool
         self._clock = clock
 
