@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import abc
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any, ClassVar, Generic
 
-from secautod.errors import JobNotFoundError, SessionLostError
+from secautod.errors import InvalidJobError, JobNotFoundError, SessionLostError, StopCheck
 from secautod.jobs import Job, JobStats, JobStatus, checked_error_text
 from secautod.processes import ProcessIdentity
 from secautod.store.base import JobStore
@@ -66,6 +66,19 @@ class TableJobStore(JobStore, Generic[Conn], partial=True):
     def _bind_ids(job_ids: Sequence[str]) -> object:
         """Bind a list of job ids as one statement parameter."""
 
+    @abc.abstractmethod
+    def _delete_expired(
+        self,
+        cutoff: object,
+        *,
+        should_stop: StopCheck | None,
+        on_progress: Callable[[int], None] | None,
+    ) -> int:
+        """Delete the finished jobs aged past the bound `cutoff` in short transactions.
+
+        Raise `CleanupAborted` once `should_stop` says so between two of them.
+        """
+
     def _job_write(self, action: str) -> AbstractContextManager[Conn]:
         """Return the block for one job write (fence, write, claim)."""
         return self._pool.writing(action)
@@ -110,14 +123,9 @@ class TableJobStore(JobStore, Generic[Conn], partial=True):
         after: str | None = None,
     ) -> list[Job | UnreadableRow]:
         """Like `list_jobs`, but a row secautod cannot read becomes an `UnreadableRow`."""
-        params = listing_params(status, limit, since, until, after, self.times)
-        query = self.queries.list_jobs_query(
-            frozenset(params) - {"limit"},
-            limited=limit is not None,
-            columns=self.queries.JOB_ENTRY_COLUMNS,
-        )
-        with self._listing(after) as conn:
-            rows = self._raw_rows(conn, query, params)
+        columns = self.queries.JOB_ENTRY_COLUMNS
+        listing = self._raw_listing(columns, status, limit, since, until, after)
+        with listing as (conn, rows):
             return [self._job_entry(conn, row) for row in rows]
 
     def list_job_summaries(
@@ -129,15 +137,28 @@ class TableJobStore(JobStore, Generic[Conn], partial=True):
         after: str | None = None,
     ) -> list[JobSummary | UnreadableRow]:
         """Like `list_job_entries`, reading only the columns a listing prints."""
+        columns = self.queries.JOB_SUMMARY_COLUMNS
+        listing = self._raw_listing(columns, status, limit, since, until, after)
+        with listing as (conn, rows):
+            return [self._job_summary(conn, row) for row in rows]
+
+    @contextmanager
+    def _raw_listing(
+        self,
+        columns: str,
+        status: str | None,
+        limit: int | None,
+        since: datetime | None,
+        until: datetime | None,
+        after: str | None,
+    ) -> Iterator[tuple[Conn, list[tuple[Any, ...]]]]:
+        """Run a listing of `columns` (any stored status allowed); give its connection and rows."""
         params = listing_params(status, limit, since, until, after, self.times)
         query = self.queries.list_jobs_query(
-            frozenset(params) - {"limit"},
-            limited=limit is not None,
-            columns=self.queries.JOB_SUMMARY_COLUMNS,
+            frozenset(params) - {"limit"}, limited=limit is not None, columns=columns
         )
         with self._listing(after) as conn:
-            rows = self._raw_rows(conn, query, params)
-            return [self._job_summary(conn, row) for row in rows]
+            yield conn, self._raw_rows(conn, query, params)
 
     @contextmanager
     def _listing(self, after: str | None) -> Iterator[Conn]:
@@ -211,6 +232,20 @@ class TableJobStore(JobStore, Generic[Conn], partial=True):
         with self._pool.querying("counting jobs") as conn:
             rows = conn.execute(self.queries.COUNT_JOBS_BY_STATUS).fetchall()
         return job_stats(rows)
+
+    def cleanup_old_jobs(
+        self,
+        max_age: timedelta,
+        *,
+        now: datetime | None = None,
+        should_stop: StopCheck | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished jobs older than `max_age`; return how many went (see `JobStore`)."""
+        if max_age <= timedelta(0):
+            raise InvalidJobError(f"max_age must be positive, got {max_age}")
+        cutoff = self.times.bind((to_utc_or_none(now, "now") or self._clock()) - max_age)
+        return self._delete_expired(cutoff, should_stop=should_stop, on_progress=on_progress)
 
     def count_expired_jobs(
         self, max_age: timedelta, *, now: datetime | None = None

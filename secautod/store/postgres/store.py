@@ -32,7 +32,7 @@ from secautod.store.base import (
     Synchronous,
     redact_password,
 )
-from secautod.store.common import first_duplicate
+from secautod.store.common import first_duplicate, job_figures
 from secautod.store.json_text import encode_job
 from secautod.store.postgres import queries
 from secautod.store.postgres.checks import integrity_problems, quick_problems
@@ -72,7 +72,6 @@ from secautod.timestamps import (
     format_timestamp,
     isoformat_utc,
     require_aware,
-    to_utc_or_none,
     utc_now,
 )
 
@@ -238,26 +237,20 @@ class PostgresJobStore(TableJobStore[psycopg.Connection[Any]]):
         return [(str(job_id), str(status)) for job_id, status in rows]
 
     # -- maintenance ---------------------------------------------------------
-    def cleanup_old_jobs(
+    def _delete_expired(
         self,
-        max_age: timedelta,
+        cutoff: object,
         *,
-        now: datetime | None = None,
-        should_stop: StopCheck | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        should_stop: StopCheck | None,
+        on_progress: Callable[[int], None] | None,
     ) -> int:
-        """Delete finished jobs older than `max_age`; return how many went.
+        """Delete expired jobs, `CLEANUP_BATCH_ROWS` per transaction.
 
-        Only `completed`, `failed` and `cancelled` jobs go, aged by completion
-        time (creation time if none), `CLEANUP_BATCH_ROWS` per transaction.
         Rows another session has locked are skipped (the next run takes
         them), so an engine never waits for cleanup longer than one batch.
         """
         from secautod.errors import CleanupAborted
 
-        if max_age <= timedelta(0):
-            raise InvalidJobError(f"max_age must be positive, got {max_age}")
-        cutoff = (to_utc_or_none(now, "now") or self._clock()) - max_age
         params = {"cutoff": cutoff, "limit": CLEANUP_BATCH_ROWS}
         deleted = 0
         while True:
@@ -315,10 +308,11 @@ class PostgresJobStore(TableJobStore[psycopg.Connection[Any]]):
             counts = conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall()
             pending = conn.execute(queries.OLDEST_PENDING_CREATED).fetchone()
             running = conn.execute(queries.OLDEST_RUNNING_STARTED).fetchone()
-        return JobFigures(
-            by_status={str(status): int(count) for status, count in counts},
-            oldest_pending_created_at=None if pending is None else utc_or_none(pending[0]),
-            oldest_running_started_at=None if running is None else utc_or_none(running[0]),
+        return job_figures(
+            counts,
+            None if pending is None else pending[0],
+            None if running is None else running[0],
+            self.times,
         )
 
     def recover_jobs(

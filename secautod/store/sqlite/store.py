@@ -11,7 +11,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -30,7 +30,7 @@ from secautod.store.base import (
     RecoveryBody,
     Synchronous,
 )
-from secautod.store.common import first_duplicate
+from secautod.store.common import first_duplicate, job_figures
 from secautod.store.json_text import encode_job
 from secautod.store.records import (
     EncodedJob,
@@ -56,9 +56,7 @@ from secautod.store.table_store import JOB_RECOVERED, TableJobStore
 from secautod.timestamps import (
     format_optional,
     format_timestamp,
-    parse_timestamp,
     require_aware,
-    to_utc_or_none,
     utc_now,
 )
 
@@ -233,20 +231,16 @@ class SQLiteJobStore(TableJobStore[sqlite3.Connection]):
         return None
 
     # -- maintenance ---------------------------------------------------------
-    def cleanup_old_jobs(
+    def _delete_expired(
         self,
-        max_age: timedelta,
+        cutoff: object,
         *,
-        now: datetime | None = None,
-        should_stop: StopCheck | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        should_stop: StopCheck | None,
+        on_progress: Callable[[int], None] | None,
     ) -> int:
-        """Delete finished jobs older than `max_age`; return how many went (see `JobStore`)."""
-        if max_age <= timedelta(0):
-            raise InvalidJobError(f"max_age must be positive, got {max_age}")
-        cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
+        """Delete expired jobs in short transactions (see `retention.py`)."""
         return delete_expired_jobs(
-            self._pool, cutoff, should_stop=should_stop, on_progress=on_progress
+            self._pool, str(cutoff), should_stop=should_stop, on_progress=on_progress
         )
 
     def undatable_jobs(self, sample: int = 10) -> UndatableJobs:
@@ -298,14 +292,10 @@ class SQLiteJobStore(TableJobStore[sqlite3.Connection]):
         if self._figures is not None and self._figures[0] == seen:
             return self._figures[1]
         with self._pool.reading("reading job figures") as conn:
-            counts = dict(conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall())
+            counts = conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall()
             (pending,) = conn.execute(queries.OLDEST_PENDING_CREATED).fetchone()
             (running,) = conn.execute(queries.OLDEST_RUNNING_STARTED).fetchone()
-        figures = JobFigures(
-            by_status={str(status): int(count) for status, count in counts.items()},
-            oldest_pending_created_at=None if pending is None else parse_timestamp(pending),
-            oldest_running_started_at=None if running is None else parse_timestamp(running),
-        )
+        figures = job_figures(counts, pending, running, self.times)
         self._figures = (seen, figures)
         return figures
 
