@@ -33,9 +33,6 @@ from secautod.store.json_text import encode_json
 from secautod.store.records import JobSummary, SessionRecord, UnreadableRow
 from secautod.timestamps import to_utc_or_none
 
-# The webhook event queued for each job recovery fails.
-JOB_RECOVERED = "job_recovered"
-
 
 class TableJobStore(JobStore, Generic[Conn], partial=True):
     """A job store in SQL tables; backends give the hooks below."""

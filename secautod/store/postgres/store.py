@@ -53,6 +53,7 @@ from secautod.store.postgres.rows import (
 from secautod.store.postgres.schema import migrate
 from secautod.store.postgres.state import POSTGRES_TIMES, PostgresSupervisorState
 from secautod.store.records import (
+    JOB_RECOVERED,
     Candidate,
     EncodedJob,
     ExportBatch,
@@ -67,7 +68,7 @@ from secautod.store.records import (
     UndatableJobs,
     UnreadableRow,
 )
-from secautod.store.table_store import JOB_RECOVERED, TableJobStore
+from secautod.store.table_store import TableJobStore
 from secautod.timestamps import (
     format_timestamp,
     isoformat_utc,

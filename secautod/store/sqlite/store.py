@@ -33,6 +33,7 @@ from secautod.store.base import (
 from secautod.store.common import first_duplicate, job_figures
 from secautod.store.json_text import encode_job
 from secautod.store.records import (
+    JOB_RECOVERED,
     EncodedJob,
     ExportBatch,
     ImportCounts,
@@ -52,7 +53,7 @@ from secautod.store.sqlite.rows import decode_job
 from secautod.store.sqlite.schema import check_jobs_table, migrate, schema_version
 from secautod.store.sqlite.snapshot import copy_verified, integrity_problems
 from secautod.store.sqlite.state import SQLITE_TIMES, SQLiteSupervisorState
-from secautod.store.table_store import JOB_RECOVERED, TableJobStore
+from secautod.store.table_store import TableJobStore
 from secautod.timestamps import (
     format_optional,
     format_timestamp,
