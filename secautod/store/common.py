@@ -7,7 +7,7 @@ statements and turns their rows into records, whichever driver answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +31,9 @@ class Cursor(Protocol):
 
     def fetchall(self) -> list[Any]:
         """Return the remaining rows."""
+
+    def __iter__(self) -> Iterator[Any]:
+        """Yield the remaining rows one by one."""
 
 
 class Connection(Protocol):

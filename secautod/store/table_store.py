@@ -3,7 +3,7 @@
 `TableJobStore` runs a backend's statements (its `queries` module, the same
 names on both) through its pool and builds records from the rows; a backend
 says how it stores times (`times`), how it reads rows into jobs, and keeps
-what differs (imports, recovery, cleanup, backups, checks) to itself.
+what differs (imports, recovery, the cleanup loop, backups, checks) to itself.
 """
 
 from __future__ import annotations
@@ -108,8 +108,7 @@ class TableJobStore(JobStore, Generic[Conn], partial=True):
             frozenset(params) - {"limit"}, limited=limit is not None
         )
         with self._listing(after) as conn:
-            rows = conn.execute(query, params).fetchall()
-            return [self._decode_job(conn, tuple(row)) for row in rows]
+            return [self._decode_job(conn, tuple(row)) for row in conn.execute(query, params)]
 
     def list_job_entries(
         self,
