@@ -55,8 +55,8 @@ from common import (
 from generate import ensure_database, ensure_running_variant
 
 from secautod import JobStore
-from secautod.recovery import JOB_RECOVERED, RecoveryNotice, unclaimed_at_start
-from secautod.store.records import RecoveredJob
+from secautod.recovery import RecoveryNotice, unclaimed_at_start
+from secautod.store.records import JOB_RECOVERED, RecoveredJob
 from secautod.store.sqlite import queries
 from secautod.store.sqlite.connection import connect
 from secautod.supervision import this_host

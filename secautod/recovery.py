@@ -24,12 +24,11 @@ from secautod.metrics import record_recovered
 from secautod.processes import ProcessState, probe_process
 from secautod.reasons import ENGINE_EXITED, ENGINE_STOPPED, HOST_REBOOTED, LEASE_EXPIRED, STALE
 from secautod.store import JobStore
-from secautod.store.records import RecoveredJob, Recovery, SessionRecord
+from secautod.store.records import JOB_RECOVERED, RecoveredJob, Recovery, SessionRecord
 from secautod.timestamps import format_timestamp, isoformat_utc
 
 log = get_logger("secautod.recovery")
 
-JOB_RECOVERED = "job_recovered"
 # Up to this many recovered jobs get a job_recovered line each; more are logged
 # as job_recovered_batch lines of ids (100,000 single lines take seconds).
 RECOVERED_LOG_ONE_BY_ONE = 1000

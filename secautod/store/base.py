@@ -181,9 +181,14 @@ class JobStore:
     _clock: Clock
     _session_id: str | None = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Refuse a backend class that leaves part of the boundary unimplemented."""
+    def __init_subclass__(cls, *, partial: bool = False, **kwargs: Any) -> None:
+        """Refuse a backend class that leaves part of the boundary unimplemented.
+
+        `partial=True` marks a class that backends build on (not checked).
+        """
         super().__init_subclass__(**kwargs)
+        if partial:
+            return
         missing = [
             name for name in BACKEND_METHODS if getattr(cls, name) is getattr(JobStore, name)
         ]

@@ -130,6 +130,10 @@ class JobFigures:
     oldest_running_started_at: datetime | None
 
 
+# The webhook event queued, in the recovery's transaction, for each `RecoveredJob`.
+JOB_RECOVERED = "job_recovered"
+
+
 @dataclass(frozen=True, slots=True)
 class RecoveredJob:
     """A job recovery just failed, with its times as ISO 8601 text (as stored if unreadable).

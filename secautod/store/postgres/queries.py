@@ -394,7 +394,7 @@ FROM unnest(%s::text[]) AS name"""
 # transaction, or this one waits for the recovery and sees it. A plain read may
 # see the session alive just before a recovery commits, and the write then
 # overwrote the job the recovery had failed.
-SESSION_FENCED_LOCKING = """
+SESSION_FENCED = """
 WITH session AS MATERIALIZED (
     SELECT gone_at, gone_reason FROM engine_sessions
     WHERE session_id = %(session_id)s FOR SHARE)

@@ -13,33 +13,27 @@ JSON operators cast (`playbook::jsonb`). See README, "Scaling out".
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import psycopg
 
-from secautod.errors import (
-    InvalidJobError,
-    JobNotFoundError,
-    SessionLostError,
-    StopCheck,
-)
-from secautod.jobs import JOB_COLUMNS, Job, JobStats, JobStatus, checked_error_text
-from secautod.processes import ProcessIdentity
+from secautod.errors import InvalidJobError, StopCheck
+from secautod.jobs import JOB_COLUMNS, Job, JobStatus
 from secautod.store.base import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
     BackupCheck,
     Clock,
-    JobStore,
     RecoveryBody,
     Synchronous,
     redact_password,
 )
-from secautod.store.json_text import encode_job, encode_json
+from secautod.store.common import first_duplicate, job_figures
+from secautod.store.json_text import encode_job
 from secautod.store.postgres import queries
 from secautod.store.postgres.checks import integrity_problems, quick_problems
 from secautod.store.postgres.connection import (
@@ -57,8 +51,9 @@ from secautod.store.postgres.rows import (
     utc_or_none,
 )
 from secautod.store.postgres.schema import migrate
-from secautod.store.postgres.state import PostgresSupervisorState
+from secautod.store.postgres.state import POSTGRES_TIMES, PostgresSupervisorState
 from secautod.store.records import (
+    JOB_RECOVERED,
     Candidate,
     EncodedJob,
     ExportBatch,
@@ -69,25 +64,23 @@ from secautod.store.records import (
     LeaderRecord,
     RecoveredJob,
     Recovery,
-    SessionRecord,
     StoreSize,
     UndatableJobs,
     UnreadableRow,
 )
+from secautod.store.table_store import TableJobStore
 from secautod.timestamps import (
     format_timestamp,
     isoformat_utc,
     require_aware,
-    to_utc_or_none,
     utc_now,
 )
 
-JOB_RECOVERED = "job_recovered"
 # Cleanup deletes this many expired jobs per transaction.
 CLEANUP_BATCH_ROWS = 500
 
 
-class PostgresJobStore(JobStore):
+class PostgresJobStore(TableJobStore[psycopg.Connection[Any]]):
     """The job store in a PostgreSQL database (its schema created and migrated on open).
 
     `password` is used when `url` carries none (else libpq's passfile or
@@ -97,6 +90,10 @@ class PostgresJobStore(JobStore):
     server crash, never corrupts. With `create=False` a database without
     secautod's schema is an error. `backup_name` names backup files.
     """
+
+    queries: ClassVar[ModuleType] = queries
+    times = POSTGRES_TIMES
+    _pool: ConnectionPool
 
     def __init__(
         self,
@@ -130,10 +127,30 @@ class PostgresJobStore(JobStore):
         """Close every connection; later calls fail."""
         self._pool.close()
 
-    def ping(self) -> None:
-        """Raise `StoreError` unless the database answers a read."""
-        with self._pool.querying("checking the database") as conn:
-            conn.execute(queries.PING).fetchone()
+    # -- hooks (see `TableJobStore`) ----------------------------------------------
+    def _decode_job(self, conn: psycopg.Connection[Any], row: tuple[Any, ...]) -> Job:
+        return decode_job(row)
+
+    def _raw_rows(
+        self, conn: psycopg.Connection[Any], query: str, params: dict[str, object]
+    ) -> list[tuple[Any, ...]]:
+        """Fetch the rows as they are: typed columns hold nothing a reader cannot take."""
+        return [tuple(row) for row in conn.execute(query, params).fetchall()]
+
+    def _job_entry(
+        self, conn: psycopg.Connection[Any], row: tuple[Any, ...]
+    ) -> Job | UnreadableRow:
+        return job_entry(row)
+
+    def _job_summary(
+        self, conn: psycopg.Connection[Any], row: tuple[Any, ...]
+    ) -> JobSummary | UnreadableRow:
+        return job_summary(row)
+
+    @staticmethod
+    def _bind_ids(job_ids: Sequence[str]) -> object:
+        """Bind job ids as one array (the query compares with `= ANY`)."""
+        return list(job_ids)
 
     # -- jobs ----------------------------------------------------------------
     def save_job(self, job: Job) -> None:
@@ -146,148 +163,15 @@ class PostgresJobStore(JobStore):
                 now = stored_time(job.updated_at or self._clock())
                 self._update_claim(conn, job.id, session_id, job.status, now)
 
-    def load_job(self, job_id: str) -> Job | None:
-        """Return the job with `job_id`, or None if there is none."""
-        with self._pool.querying(f"loading job {job_id}") as conn:
-            row = conn.execute(queries.SELECT_JOB, (job_id,)).fetchone()
-        return None if row is None else decode_job(tuple(row))
-
-    def list_jobs(
-        self,
-        status: JobStatus | str | None = None,
-        limit: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: str | None = None,
-    ) -> list[Job]:
-        """Return jobs newest first (by creation time).
-
-        `since` is inclusive and `until` exclusive; `after` is the id of the
-        last job of the previous page, so the next page starts behind it.
-        """
-        params: dict[str, object] = {}
-        if status is not None:
-            params["status"] = JobStatus.parse(status).value
-        if since is not None:
-            params["since"] = require_aware(since, "since")
-        if until is not None:
-            params["until"] = require_aware(until, "until")
-        if after is not None:
-            params["after"] = after
-        if limit is not None:
-            if limit < 0:
-                raise InvalidJobError(f"limit must not be negative, got {limit}")
-            params["limit"] = limit
-        query = queries.list_jobs_query(frozenset(params) - {"limit"}, limited=limit is not None)
-        with self._listing(after) as conn:
-            if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
-                raise JobNotFoundError(after)
-            rows = conn.execute(query, params).fetchall()
-        return [decode_job(tuple(row)) for row in rows]
-
-    def list_job_entries(
-        self,
-        status: str | None = None,
-        limit: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: str | None = None,
-    ) -> list[Job | UnreadableRow]:
-        """Like `list_jobs`, but a row secautod cannot read becomes an `UnreadableRow`."""
-        rows = self._listing_rows(queries.JOB_ENTRY_COLUMNS, status, limit, since, until, after)
-        return [job_entry(row) for row in rows]
-
-    def list_job_summaries(
-        self,
-        status: str | None = None,
-        limit: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: str | None = None,
-    ) -> list[JobSummary | UnreadableRow]:
-        """Like `list_job_entries`, reading only the columns a listing prints."""
-        rows = self._listing_rows(queries.JOB_SUMMARY_COLUMNS, status, limit, since, until, after)
-        return [job_summary(row) for row in rows]
-
     def load_job_entry(self, job_id: str) -> Job | UnreadableRow | None:
         """Return the job with `job_id`, an `UnreadableRow` if it cannot be read, or None."""
         with self._pool.reading(f"loading job {job_id}") as conn:
             row = conn.execute(queries.SELECT_JOB_ENTRY, (job_id,)).fetchone()
         return None if row is None else job_entry(tuple(row))
 
-    def _listing_rows(
-        self,
-        columns: str,
-        status: str | None,
-        limit: int | None,
-        since: datetime | None,
-        until: datetime | None,
-        after: str | None,
-    ) -> list[tuple[Any, ...]]:
-        """Run one listing (any stored status is allowed) and return its raw rows."""
-        params: dict[str, object] = {}
-        if status is not None:
-            if not isinstance(status, str) or not status:
-                raise InvalidJobError(f"status must be non-empty text, got {status!r}")
-            params["status"] = status
-        if since is not None:
-            params["since"] = require_aware(since, "since")
-        if until is not None:
-            params["until"] = require_aware(until, "until")
-        if after is not None:
-            params["after"] = after
-        if limit is not None:
-            if limit < 0:
-                raise InvalidJobError(f"limit must not be negative, got {limit}")
-            params["limit"] = limit
-        query = queries.list_jobs_query(
-            frozenset(params) - {"limit"}, limited=limit is not None, columns=columns
-        )
-        with self._listing(after) as conn:
-            if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
-                raise JobNotFoundError(after)
-            return [tuple(row) for row in conn.execute(query, params).fetchall()]
-
-    def _listing(self, after: str | None) -> AbstractContextManager[psycopg.Connection[Any]]:
-        """Return the block for one listing: a snapshot only when `after`'s anchor is read too."""
-        if after is None:
-            return self._pool.querying("listing jobs")
-        return self._pool.reading("listing jobs")
-
     def undatable_jobs(self, sample: int = 10) -> UndatableJobs:
         """Count finished jobs whose dates cannot be read: none (`timestamptz` columns)."""
         return UndatableJobs(0, ())
-
-    def update_job_status(
-        self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
-    ) -> None:
-        """Set a job's status, stamping `started_at` or `completed_at` as it implies.
-
-        `running` sets `started_at` and clears `completed_at`; a terminal
-        status sets `completed_at`; `pending` clears both.
-        """
-        new_status = JobStatus.parse(status)
-        stamp = stored_time(to_utc_or_none(now, "now") or self._clock())
-        params = {"id": job_id, "status": new_status.value, "now": stamp}
-        with self._job_write(f"updating job {job_id}") as conn:
-            session_id = self._fence(conn, job_id, claiming=new_status is JobStatus.RUNNING)
-            if conn.execute(queries.UPDATE_JOB_STATUS, params).rowcount == 0:
-                raise JobNotFoundError(job_id)
-            if session_id is not None:
-                self._update_claim(conn, job_id, session_id, new_status, stamp)
-
-    def update_job_results(self, job_id: str, results: Any, error: str | None = None) -> None:
-        """Store a job's results (any JSON value) and error text."""
-        params = {
-            "id": job_id,
-            "results": None if results is None else encode_json(results, job_id, "results"),
-            "error": checked_error_text(error, job_id),
-            "now": stored_time(self._clock()),
-        }
-        with self._job_write(f"updating job {job_id}") as conn:
-            self._fence(conn, job_id, claiming=False)
-            if conn.execute(queries.UPDATE_JOB_RESULTS, params).rowcount == 0:
-                raise JobNotFoundError(job_id)
 
     def _job_write(self, action: str) -> AbstractContextManager[psycopg.Connection[Any]]:
         """Return the block for one job write: a transaction while a session is attached.
@@ -298,53 +182,6 @@ class PostgresJobStore(JobStore):
         if self._session_id is None:
             return self._pool.querying(action)
         return self._pool.writing(action)
-
-    def _fence(self, conn: psycopg.Connection[Any], job_id: str, *, claiming: bool) -> str | None:
-        """Refuse a write from a session declared gone; return the attached session, if any."""
-        session_id = self._session_id
-        if session_id is None:
-            return None
-        params = {"session_id": session_id, "id": job_id, "claiming": claiming}
-        row = conn.execute(queries.SESSION_FENCED_LOCKING, params).fetchone()
-        if row is not None:
-            raise SessionLostError(
-                f"job {job_id}: engine session {session_id} was declared gone ({row[0]}); "
-                f"the job's recovered outcome stands: open a new session to go on"
-            )
-        return session_id
-
-    @staticmethod
-    def _update_claim(
-        conn: psycopg.Connection[Any],
-        job_id: str,
-        session_id: str,
-        status: JobStatus,
-        now: datetime,
-    ) -> None:
-        """Claim a job the session moved to `running`; let go of one it moved on."""
-        params = {"id": job_id, "session_id": session_id, "now": now}
-        if status is JobStatus.RUNNING:
-            conn.execute(queries.CLAIM_JOB, params)
-        else:
-            conn.execute(queries.RELEASE_CLAIM, params)
-
-    def delete_job(self, job_id: str) -> bool:
-        """Delete a job; return True if it existed."""
-        with self._pool.writing(f"deleting job {job_id}") as conn:
-            return bool(conn.execute(queries.DELETE_JOB, (job_id,)).rowcount)
-
-    def get_stats(self) -> JobStats:
-        """Count jobs per status in one query."""
-        with self._pool.querying("counting jobs") as conn:
-            rows = conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall()
-        by_status = dict.fromkeys(JobStatus, 0)
-        other = 0
-        for status, count in rows:
-            if status in by_status:
-                by_status[JobStatus(status)] = count
-            else:
-                other += count
-        return JobStats(total=sum(count for _, count in rows), by_status=by_status, other=other)
 
     def import_encoded_jobs(
         self,
@@ -362,7 +199,7 @@ class PostgresJobStore(JobStore):
             cursor.execute(queries.CREATE_IMPORT_SEEN)
             for batch in batches:
                 ids = [row[0] for row in batch]
-                duplicate = _first_duplicate(ids)
+                duplicate = first_duplicate(ids)
                 if duplicate is None:
                     seen = cursor.execute(queries.FIND_IMPORT_SEEN, (ids,)).fetchone()
                     duplicate = None if seen is None else str(seen[0])
@@ -401,26 +238,20 @@ class PostgresJobStore(JobStore):
         return [(str(job_id), str(status)) for job_id, status in rows]
 
     # -- maintenance ---------------------------------------------------------
-    def cleanup_old_jobs(
+    def _delete_expired(
         self,
-        max_age: timedelta,
+        cutoff: object,
         *,
-        now: datetime | None = None,
-        should_stop: StopCheck | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        should_stop: StopCheck | None,
+        on_progress: Callable[[int], None] | None,
     ) -> int:
-        """Delete finished jobs older than `max_age`; return how many went.
+        """Delete expired jobs, `CLEANUP_BATCH_ROWS` per transaction.
 
-        Only `completed`, `failed` and `cancelled` jobs go, aged by completion
-        time (creation time if none), `CLEANUP_BATCH_ROWS` per transaction.
         Rows another session has locked are skipped (the next run takes
         them), so an engine never waits for cleanup longer than one batch.
         """
         from secautod.errors import CleanupAborted
 
-        if max_age <= timedelta(0):
-            raise InvalidJobError(f"max_age must be positive, got {max_age}")
-        cutoff = (to_utc_or_none(now, "now") or self._clock()) - max_age
         params = {"cutoff": cutoff, "limit": CLEANUP_BATCH_ROWS}
         deleted = 0
         while True:
@@ -434,17 +265,6 @@ class PostgresJobStore(JobStore):
                 on_progress(deleted)
             if batch < CLEANUP_BATCH_ROWS:
                 return deleted
-
-    def count_expired_jobs(
-        self, max_age: timedelta, *, now: datetime | None = None
-    ) -> dict[JobStatus, int]:
-        """Count, per status, the jobs `cleanup_old_jobs` would delete now."""
-        cutoff = (to_utc_or_none(now, "now") or self._clock()) - max_age
-        with self._pool.querying("counting old jobs") as conn:
-            rows = conn.execute(queries.COUNT_EXPIRED_BY_STATUS, {"cutoff": cutoff}).fetchall()
-        counts = dict.fromkeys([status for status in JobStatus if status.is_terminal], 0)
-        counts.update({JobStatus(status): count for status, count in rows})
-        return counts
 
     def write_snapshot(
         self,
@@ -489,10 +309,11 @@ class PostgresJobStore(JobStore):
             counts = conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall()
             pending = conn.execute(queries.OLDEST_PENDING_CREATED).fetchone()
             running = conn.execute(queries.OLDEST_RUNNING_STARTED).fetchone()
-        return JobFigures(
-            by_status={str(status): int(count) for status, count in counts},
-            oldest_pending_created_at=None if pending is None else utc_or_none(pending[0]),
-            oldest_running_started_at=None if running is None else utc_or_none(running[0]),
+        return job_figures(
+            counts,
+            None if pending is None else pending[0],
+            None if running is None else running[0],
+            self.times,
         )
 
     def recover_jobs(
@@ -526,49 +347,6 @@ class PostgresJobStore(JobStore):
         return recovered
 
     # -- engine sessions ---------------------------------------------------------
-    def open_engine_session(self, identity: ProcessIdentity, name: str, lease: timedelta) -> str:
-        """Record a new live session for the process `identity`; return its id."""
-        session_id = secrets.token_hex(8)
-        params = {
-            "session_id": session_id,
-            "name": name,
-            "host": identity.host,
-            "boot_id": identity.boot_id,
-            "pid_namespace": identity.pid_namespace,
-            "pid": identity.pid,
-            "process_start": identity.start_time,
-            "lease_seconds": lease.total_seconds(),
-            "now": stored_time(self._clock()),
-        }
-        with self._pool.writing("opening an engine session") as conn:
-            conn.execute(queries.OPEN_SESSION, params)
-        return session_id
-
-    def renew_engine_session(self, session_id: str) -> bool:
-        """Renew a session's lease (one write); False once it was declared gone."""
-        params = {"session_id": session_id, "now": stored_time(self._clock())}
-        with self._pool.writing("renewing an engine session") as conn:
-            return bool(conn.execute(queries.RENEW_SESSION, params).rowcount)
-
-    def close_engine_session(self, session_id: str) -> None:
-        """Mark a session closed; jobs it still claims as running are then recoverable."""
-        params = {"session_id": session_id, "now": stored_time(self._clock())}
-        with self._pool.writing("closing an engine session") as conn:
-            conn.execute(queries.CLOSE_SESSION, params)
-
-    def engine_sessions(self, *, include_ended: bool = False) -> list[SessionRecord]:
-        """Return the sessions a check looks at (with `include_ended`: all, with job counts)."""
-        query = queries.SELECT_ALL_SESSIONS if include_ended else queries.SELECT_SESSIONS_TO_CHECK
-        with self._pool.querying("reading engine sessions") as conn:
-            rows = conn.execute(query).fetchall()
-        return [_session_record(row) for row in rows]
-
-    def job_claims(self, job_ids: Sequence[str]) -> dict[str, SessionRecord]:
-        """Return, for each of `job_ids` a session claims, the session that does."""
-        with self._pool.querying("reading job claims") as conn:
-            rows = conn.execute(queries.SELECT_JOB_CLAIMS, {"job_ids": list(job_ids)}).fetchall()
-        return {str(row[0]): _session_record(row[1:]) for row in rows}
-
     def prune_engine_sessions(self, ended_before: datetime) -> int:
         """Forget sessions that ended before `ended_before`, with their claims; return how many."""
         params = {"before": require_aware(ended_before, "ended_before")}
@@ -626,15 +404,6 @@ class PostgresJobStore(JobStore):
         return self._pool.fenced(fence)
 
 
-def _first_duplicate(ids: list[str]) -> str | None:
-    seen: set[str] = set()
-    for job_id in ids:
-        if job_id in seen:
-            return job_id
-        seen.add(job_id)
-    return None
-
-
 def _inserted_rows(cursor: psycopg.Cursor[Any], rows: list[Any]) -> int:
     """Insert `rows` if absent in one statement (an array per column); return how many went in."""
     if not rows:
@@ -648,25 +417,3 @@ def _inserted_rows(cursor: psycopg.Cursor[Any], rows: list[Any]) -> int:
 def _iso(value: datetime | None) -> str | None:
     utc = utc_or_none(value)
     return None if utc is None else isoformat_utc(utc)
-
-
-def _session_record(row: Sequence[Any]) -> SessionRecord:
-    (session_id, name, host, boot_id, namespace, pid, start, lease, opened, renewed,
-     renewals, closed, gone, reason, running) = row  # fmt: skip
-    return SessionRecord(
-        session_id=session_id,
-        name=name,
-        host=host,
-        boot_id=boot_id,
-        pid_namespace=namespace,
-        pid=int(pid),
-        process_start=str(start),
-        lease=timedelta(seconds=float(lease)),
-        opened_at=utc_or_none(opened),
-        renewed_at=utc_or_none(renewed),
-        renewals=int(renewals),
-        closed_at=utc_or_none(closed),
-        gone_at=utc_or_none(gone),
-        gone_reason=reason,
-        running_jobs=int(running),
-    )

@@ -8,34 +8,32 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 from secautod.errors import (
     InvalidJobError,
-    JobNotFoundError,
-    SessionLostError,
     StopCheck,
     StoreError,
 )
 from secautod.files import create_owner_only_file, fsync_file, prepare_directory
-from secautod.jobs import JOB_COLUMNS, Job, JobStats, JobStatus, checked_error_text
-from secautod.processes import ProcessIdentity
+from secautod.jobs import JOB_COLUMNS, Job, JobStatus
 from secautod.store.base import (
     DEFAULT_BUSY_TIMEOUT_SECONDS,
     BackupCheck,
     Clock,
-    JobStore,
     RecoveryBody,
     Synchronous,
 )
-from secautod.store.json_text import encode_job, encode_json
+from secautod.store.common import first_duplicate, job_figures
+from secautod.store.json_text import encode_job
 from secautod.store.records import (
+    JOB_RECOVERED,
     EncodedJob,
     ExportBatch,
     ImportCounts,
@@ -43,7 +41,6 @@ from secautod.store.records import (
     JobSummary,
     RecoveredJob,
     Recovery,
-    SessionRecord,
     StoreSize,
     UndatableJobs,
     UnreadableRow,
@@ -55,20 +52,17 @@ from secautod.store.sqlite.retention import delete_expired_jobs
 from secautod.store.sqlite.rows import decode_job
 from secautod.store.sqlite.schema import check_jobs_table, migrate, schema_version
 from secautod.store.sqlite.snapshot import copy_verified, integrity_problems
-from secautod.store.sqlite.state import SQLiteSupervisorState
+from secautod.store.sqlite.state import SQLITE_TIMES, SQLiteSupervisorState
+from secautod.store.table_store import TableJobStore
 from secautod.timestamps import (
     format_optional,
     format_timestamp,
-    parse_timestamp,
     require_aware,
-    to_utc_or_none,
     utc_now,
 )
 
-JOB_RECOVERED = "job_recovered"
 
-
-class SQLiteJobStore(JobStore):
+class SQLiteJobStore(TableJobStore[sqlite3.Connection]):
     """The job store in one SQLite file (created and migrated on open).
 
     `synchronous="FULL"` (the default) makes every committed change survive
@@ -77,6 +71,10 @@ class SQLiteJobStore(JobStore):
     long a write waits for another process's write lock (seconds). With
     `create=False` a missing file is an error instead of a new store.
     """
+
+    queries: ClassVar[ModuleType] = queries
+    times = SQLITE_TIMES
+    _pool: ConnectionPool
 
     def __init__(
         self,
@@ -115,10 +113,29 @@ class SQLiteJobStore(JobStore):
         """Checkpoint the WAL and close every connection; later calls fail."""
         self._pool.close()
 
-    def ping(self) -> None:
-        """Raise `StoreError` unless the database answers a read."""
-        with self._pool.querying("checking the database") as conn:
-            conn.execute(queries.PING).fetchone()
+    # -- hooks (see `TableJobStore`) ----------------------------------------------
+    def _decode_job(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job:
+        """Decode a row, reading rare timestamp forms with SQLite's date functions."""
+        return decode_job(conn, row)
+
+    def _raw_rows(
+        self, conn: sqlite3.Connection, query: str, params: dict[str, object]
+    ) -> list[tuple[Any, ...]]:
+        """Fetch TEXT as bytes, so that one value that is not UTF-8 spoils only its row."""
+        return fetch_raw(conn, query, params)
+
+    def _job_entry(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> Job | UnreadableRow:
+        return job_entry(conn, row)
+
+    def _job_summary(
+        self, conn: sqlite3.Connection, row: tuple[Any, ...]
+    ) -> JobSummary | UnreadableRow:
+        return job_summary(conn, row)
+
+    @staticmethod
+    def _bind_ids(job_ids: Sequence[str]) -> object:
+        """Bind job ids as one JSON array (the query reads it with `json_each`)."""
+        return json.dumps(list(job_ids))
 
     # -- jobs ----------------------------------------------------------------
     def save_job(self, job: Job) -> None:
@@ -130,156 +147,11 @@ class SQLiteJobStore(JobStore):
             if session_id is not None:
                 self._update_claim(conn, job.id, session_id, job.status, params["updated_at"])
 
-    def load_job(self, job_id: str) -> Job | None:
-        """Return the job with `job_id`, or None if there is none."""
-        with self._pool.querying(f"loading job {job_id}") as conn:
-            row = conn.execute(queries.SELECT_JOB, (job_id,)).fetchone()
-            return None if row is None else decode_job(conn, row)
-
-    def list_jobs(
-        self,
-        status: JobStatus | str | None = None,
-        limit: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: str | None = None,
-    ) -> list[Job]:
-        """Return jobs newest first, by creation time (see `JobStore`)."""
-        params: dict[str, object] = {}
-        if status is not None:
-            status = JobStatus.parse(status).value
-        params = _listing_params(status, limit, since, until, after)
-        query = queries.list_jobs_query(frozenset(params) - {"limit"}, limited=limit is not None)
-        with self._listing(after) as conn:
-            return [decode_job(conn, row) for row in conn.execute(query, params)]
-
-    def list_job_entries(
-        self,
-        status: str | None = None,
-        limit: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: str | None = None,
-    ) -> list[Job | UnreadableRow]:
-        """Like `list_jobs`, but a row secautod cannot read becomes an `UnreadableRow`."""
-        params = _listing_params(status, limit, since, until, after)
-        query = queries.list_jobs_query(
-            frozenset(params) - {"limit"},
-            limited=limit is not None,
-            columns=queries.JOB_ENTRY_COLUMNS,
-        )
-        with self._listing(after) as conn:
-            raw = fetch_raw(conn, query, params)
-            return [job_entry(conn, row) for row in raw]
-
-    def list_job_summaries(
-        self,
-        status: str | None = None,
-        limit: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after: str | None = None,
-    ) -> list[JobSummary | UnreadableRow]:
-        """Like `list_job_entries`, reading only the columns a listing prints."""
-        params = _listing_params(status, limit, since, until, after)
-        query = queries.list_jobs_query(
-            frozenset(params) - {"limit"},
-            limited=limit is not None,
-            columns=queries.JOB_SUMMARY_COLUMNS,
-        )
-        with self._listing(after) as conn:
-            raw = fetch_raw(conn, query, params)
-            return [job_summary(conn, row) for row in raw]
-
     def load_job_entry(self, job_id: str) -> Job | UnreadableRow | None:
         """Return the job with `job_id`, an `UnreadableRow` if it cannot be read, or None."""
         with self._pool.querying(f"loading job {job_id}") as conn:
             raw = fetch_raw(conn, queries.SELECT_JOB_ENTRY, (job_id,))
             return job_entry(conn, raw[0]) if raw else None
-
-    @contextmanager
-    def _listing(self, after: str | None) -> Iterator[sqlite3.Connection]:
-        """Give the connection for one listing, checking the page anchor `after` exists."""
-        # Paging needs the anchor and the page from one snapshot; a plain listing is one read.
-        guard = self._pool.reading if after is not None else self._pool.querying
-        with guard("listing jobs") as conn:
-            if after is not None and conn.execute(queries.JOB_EXISTS, (after,)).fetchone() is None:
-                raise JobNotFoundError(after)
-            yield conn
-
-    def update_job_status(
-        self, job_id: str, status: JobStatus | str, *, now: datetime | None = None
-    ) -> None:
-        """Set a job's status and the times it implies (see `JobStore`)."""
-        params = {
-            "id": job_id,
-            "status": JobStatus.parse(status).value,
-            "now": format_timestamp(to_utc_or_none(now, "now") or self._clock()),
-        }
-        running = params["status"] == JobStatus.RUNNING
-        with self._pool.writing(f"updating job {job_id}") as conn:
-            session_id = self._fence(conn, job_id, claiming=running)
-            if conn.execute(queries.UPDATE_JOB_STATUS, params).rowcount == 0:
-                raise JobNotFoundError(job_id)
-            if session_id is not None:
-                status_now = JobStatus(params["status"])
-                self._update_claim(conn, job_id, session_id, status_now, params["now"])
-
-    def update_job_results(self, job_id: str, results: Any, error: str | None = None) -> None:
-        """Store a job's results (any JSON value) and error text."""
-        params = {
-            "id": job_id,
-            "results": None if results is None else encode_json(results, job_id, "results"),
-            "error": checked_error_text(error, job_id),
-            "now": format_timestamp(self._clock()),
-        }
-        with self._pool.writing(f"updating job {job_id}") as conn:
-            self._fence(conn, job_id, claiming=False)
-            if conn.execute(queries.UPDATE_JOB_RESULTS, params).rowcount == 0:
-                raise JobNotFoundError(job_id)
-
-    def _fence(self, conn: sqlite3.Connection, job_id: str, *, claiming: bool) -> str | None:
-        """Refuse a write from a session declared gone; return the attached session, if any."""
-        session_id = self._session_id
-        if session_id is None:
-            return None
-        params = {"session_id": session_id, "id": job_id, "claiming": claiming}
-        row = conn.execute(queries.SESSION_FENCED, params).fetchone()
-        if row is not None:
-            raise SessionLostError(
-                f"job {job_id}: engine session {session_id} was declared gone ({row[0]}); "
-                f"the job's recovered outcome stands: open a new session to go on"
-            )
-        return session_id
-
-    @staticmethod
-    def _update_claim(
-        conn: sqlite3.Connection, job_id: str, session_id: str, status: JobStatus, now: str
-    ) -> None:
-        """Claim a job the session moved to `running`; let go of one it moved on."""
-        params = {"id": job_id, "session_id": session_id, "now": now}
-        if status is JobStatus.RUNNING:
-            conn.execute(queries.CLAIM_JOB, params)
-        else:
-            conn.execute(queries.RELEASE_CLAIM, params)
-
-    def delete_job(self, job_id: str) -> bool:
-        """Delete a job; return True if it existed."""
-        with self._pool.writing(f"deleting job {job_id}") as conn:
-            return bool(conn.execute(queries.DELETE_JOB, (job_id,)).rowcount)
-
-    def get_stats(self) -> JobStats:
-        """Count jobs per status in one query."""
-        with self._pool.querying("counting jobs") as conn:
-            rows = conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall()
-        by_status = dict.fromkeys(JobStatus, 0)
-        other = 0
-        for status, count in rows:
-            if status in by_status:
-                by_status[JobStatus(status)] = count
-            else:
-                other += count
-        return JobStats(total=sum(count for _, count in rows), by_status=by_status, other=other)
 
     def import_encoded_jobs(
         self,
@@ -303,7 +175,7 @@ class SQLiteJobStore(JobStore):
                     (batch_start,) = conn.execute(queries.NEXT_JOB_ROWID).fetchone()
                     rows = [row if row[9] is not None else (*row[:9], now) for row in batch]
                     inserted = conn.executemany(queries.INSERT_JOB_IF_ABSENT, rows).rowcount
-                    duplicate = _first_duplicate(ids)
+                    duplicate = first_duplicate(ids)
                     if duplicate is None and inserted < len(ids):
                         duplicate = self._mentioned_before(conn, ids, import_start, batch_start)
                     if duplicate is not None:
@@ -360,32 +232,17 @@ class SQLiteJobStore(JobStore):
         return None
 
     # -- maintenance ---------------------------------------------------------
-    def cleanup_old_jobs(
+    def _delete_expired(
         self,
-        max_age: timedelta,
+        cutoff: object,
         *,
-        now: datetime | None = None,
-        should_stop: StopCheck | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        should_stop: StopCheck | None,
+        on_progress: Callable[[int], None] | None,
     ) -> int:
-        """Delete finished jobs older than `max_age`; return how many went (see `JobStore`)."""
-        if max_age <= timedelta(0):
-            raise InvalidJobError(f"max_age must be positive, got {max_age}")
-        cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
+        """Delete expired jobs in short transactions (see `retention.py`)."""
         return delete_expired_jobs(
-            self._pool, cutoff, should_stop=should_stop, on_progress=on_progress
+            self._pool, str(cutoff), should_stop=should_stop, on_progress=on_progress
         )
-
-    def count_expired_jobs(
-        self, max_age: timedelta, *, now: datetime | None = None
-    ) -> dict[JobStatus, int]:
-        """Count, per status, the jobs `cleanup_old_jobs` would delete now."""
-        cutoff = format_timestamp((to_utc_or_none(now, "now") or self._clock()) - max_age)
-        with self._pool.querying("counting old jobs") as conn:
-            rows = conn.execute(queries.COUNT_EXPIRED_BY_STATUS, {"cutoff": cutoff}).fetchall()
-        counts = dict.fromkeys([status for status in JobStatus if status.is_terminal], 0)
-        counts.update({JobStatus(status): count for status, count in rows})
-        return counts
 
     def undatable_jobs(self, sample: int = 10) -> UndatableJobs:
         """Count the finished jobs whose dates no date function reads (never deleted)."""
@@ -436,14 +293,10 @@ class SQLiteJobStore(JobStore):
         if self._figures is not None and self._figures[0] == seen:
             return self._figures[1]
         with self._pool.reading("reading job figures") as conn:
-            counts = dict(conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall())
+            counts = conn.execute(queries.COUNT_JOBS_BY_STATUS).fetchall()
             (pending,) = conn.execute(queries.OLDEST_PENDING_CREATED).fetchone()
             (running,) = conn.execute(queries.OLDEST_RUNNING_STARTED).fetchone()
-        figures = JobFigures(
-            by_status={str(status): int(count) for status, count in counts.items()},
-            oldest_pending_created_at=None if pending is None else parse_timestamp(pending),
-            oldest_running_started_at=None if running is None else parse_timestamp(running),
-        )
+        figures = job_figures(counts, pending, running, self.times)
         self._figures = (seen, figures)
         return figures
 
@@ -489,48 +342,6 @@ class SQLiteJobStore(JobStore):
         return recovered
 
     # -- engine sessions ---------------------------------------------------------
-    def open_engine_session(self, identity: ProcessIdentity, name: str, lease: timedelta) -> str:
-        """Record a new live session for the process `identity`; return its id."""
-        session_id = secrets.token_hex(8)
-        params = {
-            "session_id": session_id,
-            "name": name,
-            "host": identity.host,
-            "boot_id": identity.boot_id,
-            "pid_namespace": identity.pid_namespace,
-            "pid": identity.pid,
-            "process_start": identity.start_time,
-            "lease_seconds": lease.total_seconds(),
-            "now": format_timestamp(self._clock()),
-        }
-        with self._pool.writing("opening an engine session") as conn:
-            conn.execute(queries.OPEN_SESSION, params)
-        return session_id
-
-    def renew_engine_session(self, session_id: str) -> bool:
-        """Renew a session's lease (one write); False once it was declared gone."""
-        params = {"session_id": session_id, "now": format_timestamp(self._clock())}
-        with self._pool.writing("renewing an engine session") as conn:
-            return bool(conn.execute(queries.RENEW_SESSION, params).rowcount)
-
-    def close_engine_session(self, session_id: str) -> None:
-        """Mark a session closed; jobs it still claims as running are then recoverable."""
-        params = {"session_id": session_id, "now": format_timestamp(self._clock())}
-        with self._pool.writing("closing an engine session") as conn:
-            conn.execute(queries.CLOSE_SESSION, params)
-
-    def engine_sessions(self, *, include_ended: bool = False) -> list[SessionRecord]:
-        """Return the sessions a check looks at (with `include_ended`: all, with job counts)."""
-        query = queries.SELECT_ALL_SESSIONS if include_ended else queries.SELECT_SESSIONS_TO_CHECK
-        with self._pool.querying("reading engine sessions") as conn:
-            return [_session_record(row) for row in conn.execute(query)]
-
-    def job_claims(self, job_ids: Sequence[str]) -> dict[str, SessionRecord]:
-        """Return, for each of `job_ids` a session claims, the session that does."""
-        with self._pool.querying("reading job claims") as conn:
-            rows = conn.execute(queries.SELECT_JOB_CLAIMS, {"job_ids": json.dumps(list(job_ids))})
-            return {str(row[0]): _session_record(row[1:]) for row in rows}
-
     def prune_engine_sessions(self, ended_before: datetime) -> int:
         """Forget sessions that ended before `ended_before`, with their claims; return how many."""
         params = {"before": format_timestamp(require_aware(ended_before, "ended_before"))}
@@ -562,41 +373,6 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _listing_params(
-    status: str | None,
-    limit: int | None,
-    since: datetime | None,
-    until: datetime | None,
-    after: str | None,
-) -> dict[str, object]:
-    """Return the bound parameters of a listing; their names pick its filters."""
-    params: dict[str, object] = {}
-    if status is not None:
-        if not isinstance(status, str) or not status:
-            raise InvalidJobError(f"status must be non-empty text, got {status!r}")
-        params["status"] = status
-    if since is not None:
-        params["since"] = format_timestamp(require_aware(since, "since"))
-    if until is not None:
-        params["until"] = format_timestamp(require_aware(until, "until"))
-    if after is not None:
-        params["after"] = after
-    if limit is not None:
-        if limit < 0:
-            raise InvalidJobError(f"limit must not be negative, got {limit}")
-        params["limit"] = limit
-    return params
-
-
-def _first_duplicate(ids: list[str]) -> str | None:
-    seen: set[str] = set()
-    for job_id in ids:
-        if job_id in seen:
-            return job_id
-        seen.add(job_id)
-    return None
-
-
 def _readable_id(value: object) -> str | None:
     """Return a job id as text, or None for one no reader can use (a BLOB)."""
     if isinstance(value, str):
@@ -604,25 +380,3 @@ def _readable_id(value: object) -> str | None:
     if isinstance(value, int | float):
         return str(value)
     return None
-
-
-def _session_record(row: Sequence[Any]) -> SessionRecord:
-    (session_id, name, host, boot_id, namespace, pid, start, lease, opened, renewed,
-     renewals, closed, gone, reason, running) = row  # fmt: skip
-    return SessionRecord(
-        session_id=session_id,
-        name=name,
-        host=host,
-        boot_id=boot_id,
-        pid_namespace=namespace,
-        pid=int(pid),
-        process_start=str(start),
-        lease=timedelta(seconds=float(lease)),
-        opened_at=parse_timestamp(opened) if opened else None,
-        renewed_at=parse_timestamp(renewed) if renewed else None,
-        renewals=int(renewals),
-        closed_at=parse_timestamp(closed) if closed else None,
-        gone_at=parse_timestamp(gone) if gone else None,
-        gone_reason=reason,
-        running_jobs=int(running),
-    )
