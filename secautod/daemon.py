@@ -74,6 +74,7 @@ class Daemon:
         self.boot_id = uuid.uuid4().hex[:16]
         self.stopped_cleanly = True
         self.monitor: Monitor | None = None
+        self.leadership: Leadership | None = None
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; return the exit status (0 on a clean stop)."""
@@ -108,12 +109,21 @@ class Daemon:
             path=self.config.store_location,
             schema_version=store.schema_version,
         )
+        leadership = Leadership(
+            store,
+            Candidate(self.boot_id, socket.gethostname(), os.getpid()),
+            self.config.storage.leader_lease,
+            on_acquired=lambda: self._took_the_lead(workers),
+            on_lost=lambda: self.notifier.status(self._status_line(store)),
+        )
+        self.leadership = leadership
         monitor = Monitor(
             store,
             self.config,
             self.boot_id,
             self.clock,
             on_store_check=lambda _check: self.notifier.status(self._status_line(store)),
+            leadership=leadership,
         )
         monitor.bind()  # a metrics port that cannot be used stops start-up here
         self.monitor = monitor
@@ -122,14 +132,6 @@ class Daemon:
         boot = Boot(self.boot_id, started_at, os.getpid(), __version__, recovered_jobs=0)
         with self.notifier.extending_timeout():
             _patiently("recording the daemon start", lambda: store.state.record_boot(boot))
-        leadership = Leadership(
-            store,
-            Candidate(self.boot_id, socket.gethostname(), os.getpid()),
-            self.config.storage.leader_lease,
-            on_acquired=lambda: self._took_the_lead(workers),
-            on_lost=lambda: self.notifier.status(self._status_line(store)),
-        )
-        monitor.leadership = leadership
         dispatcher = WebhookDispatcher(
             store,
             self.config.webhooks,
@@ -189,7 +191,7 @@ class Daemon:
 
     def _took_the_lead(self, workers: _Workers) -> None:
         """Pick up the leader's work: schedules from the stored runs, the outbox."""
-        if workers.scheduler.started:
+        if workers.scheduler.running:  # else its start schedules from the stored runs
             workers.scheduler.resume()
         workers.dispatcher.wake()
         self.notifier.status(self._status_line(workers.store))
@@ -306,7 +308,7 @@ class Daemon:
         counts = stats.by_status
         check = self.monitor.store_check if self.monitor is not None else None
         damaged = "STORE DAMAGED (see secautod status); " if check and not check.ok else ""
-        leadership = self.monitor.leadership if self.monitor is not None else None
+        leadership = self.leadership
         role = ""
         if leadership is not None and leadership.elected:
             term = leadership.term

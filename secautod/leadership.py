@@ -69,7 +69,7 @@ class Leadership:
         if not self.elected:
             return True
         with self._lock:
-            return self._term is not None and self._monotonic() < self._valid_until
+            return self._held_term() is not None
 
     @property
     def term(self) -> int | None:
@@ -85,11 +85,18 @@ class Leadership:
         if not self.elected:
             return None
         with self._lock:
-            if self._term is None or self._monotonic() >= self._valid_until:
-                raise LeadershipLostError(
-                    "this instance does not lead: maintenance is left to the leader"
-                )
-            return Fence(self._term, self.candidate.instance_id, self.lease)
+            term = self._held_term()
+        if term is None:
+            raise LeadershipLostError(
+                "this instance does not lead: maintenance is left to the leader"
+            )
+        return Fence(term, self.candidate.instance_id, self.lease)
+
+    def _held_term(self) -> int | None:
+        """Return the term while its lease holds by this instance's clock (call under the lock)."""
+        if self._term is not None and self._monotonic() < self._valid_until:
+            return self._term
+        return None
 
     def start(self) -> None:
         """Claim the lease once now (a sole instance leads from the start), then keep at it."""
@@ -191,7 +198,7 @@ class Leadership:
     def _note_lapse(self) -> None:
         """Log once when this leader's lease ran out here because it could not renew."""
         with self._lock:
-            lapsed = self._term is not None and self._monotonic() >= self._valid_until
+            lapsed = self._term is not None and self._held_term() is None
             first = lapsed and not self._lapsed
             self._lapsed = self._lapsed or lapsed
             term = self._term

@@ -48,8 +48,10 @@ class Monitor:
         boot_id: str,
         clock: Callable[[], datetime],
         on_store_check: Callable[[StoreCheck], None] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self._store = store
+        self._leadership = leadership
         self._config = config
         self._boot_id = boot_id
         self._clock = clock
@@ -59,7 +61,6 @@ class Monitor:
         self.registry = build_registry(self._collector)
         self._server: MetricsServer | None = None
         self.store_check: StoreCheck | None = None
-        self.leadership: Leadership | None = None  # set once the election exists
         self._check_due = 0.0  # monotonic; at once
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -166,14 +167,14 @@ class Monitor:
         if metrics.listen is not None or metrics.textfile is not None:
             try:
                 figures = read_figures(
-                    self._store, self._config, self._clock(), self.store_check, self.leadership
+                    self._store, self._config, self._clock(), self.store_check, self._leadership
                 )
             except SecautodError as exc:  # the last figures stay; their timestamp shows their age
                 log.warning("metrics_refresh_failed", error=str(exc))
                 # Except whether this instance leads: its own state, known without the
                 # store. A leader cut off from the database must not go on showing 1.
-                if self.leadership is not None:
-                    self._collector.update_leading(self.leadership.leading())
+                if self._leadership is not None:
+                    self._collector.update_leading(self._leadership.leading())
             else:
                 self._collector.update(figures)
         textfile = self._config.metrics.textfile

@@ -66,7 +66,6 @@ class MaintenanceScheduler:
         self._abort = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self.started = False
         self._clock_offset = self._wall_minus_monotonic()
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -81,7 +80,6 @@ class MaintenanceScheduler:
         """Start the scheduler thread and schedule every enabled task."""
         self._scheduler.start()
         self._schedule(self._config)
-        self.started = True
 
     def apply(self, config: Config) -> None:
         """Adopt a reloaded config: new intervals, backups switched on or off.
@@ -90,6 +88,11 @@ class MaintenanceScheduler:
         """
         self._schedule(config)
         self._config = config
+
+    @property
+    def running(self) -> bool:
+        """Tell whether `start` was called (and `shutdown` not yet)."""
+        return bool(self._scheduler.running)
 
     def resume(self) -> None:
         """Recompute every schedule from the stored last successes (this instance now leads).

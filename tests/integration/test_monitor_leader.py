@@ -43,8 +43,7 @@ def test_a_leader_cut_off_from_the_store_stops_showing_itself_leader(tmp_path: P
         try:
             leadership = Leadership(store, Candidate("a", "h", 1), LEASE, monotonic=clock)
             leadership._claim()
-            monitor = Monitor(store, config, "a", lambda: datetime.now(UTC))
-            monitor.leadership = leadership
+            monitor = Monitor(store, config, "a", lambda: datetime.now(UTC), leadership=leadership)
             monitor._refresh()
             assert leader_gauge(monitor) == "secautod_leader 1.0"
         finally:
